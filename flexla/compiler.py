@@ -1,0 +1,138 @@
+"""From callbacks to a loaded module of Triton kernels: trace, passes, partition, render, cache."""
+from __future__ import annotations
+
+import hashlib
+import sys
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+import triton
+
+from .codegen import cache
+from .codegen.kernels import kernel_source
+from .codegen.render import render_module
+from .frontend.affine import check_affine
+from .frontend.errors import CallbackError
+from .frontend.signature import Extra
+from .frontend.to_ir import to_ir
+from .frontend.trace import backward_step, forward_step, trace
+from .ir import C, K, V, Graph
+from .passes.partition import partition_backward, partition_forward
+from .passes.pipeline import debug, run_passes
+
+VERSION = "0.1.0"
+SYMBOLS = {"C": C, "K": K, "V": V}
+
+
+@dataclass
+class Compiled:
+    key: str
+    module: object
+    path: Path
+    meta: dict
+    from_cache: bool
+
+    @property
+    def source(self) -> str:
+        return self.path.read_text()
+
+
+@lru_cache(maxsize=1)
+def compiler_fingerprint() -> str:
+    """A hash of flexla's own compiler and templates (not the shipped variants)."""
+    root = Path(__file__).parent
+    h = hashlib.sha256(VERSION.encode())
+    for p in sorted(root.rglob("*")):
+        if p.suffix in (".py", ".jinja") and "variants" not in p.parts and "__pycache__" not in p.parts:
+            h.update(str(p.relative_to(root)).encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def device_name() -> str:
+    import os
+    if os.environ.get("TRITON_INTERPRET") == "1" or not torch.cuda.is_available():
+        return "interpreter"
+    return torch.cuda.get_device_name()
+
+
+def cache_key(name: str, callbacks: dict, extras: list[Extra]) -> str:
+    h = hashlib.sha256()
+    for part in (compiler_fingerprint(), triton.__version__, torch.__version__, device_name(), name,
+                 repr([(e.name, e.tile) for e in extras])):
+        h.update(part.encode())
+    for cb in ("intra", "update", "merge"):
+        h.update(_code_fingerprint(callbacks[cb].__code__))
+    return h.hexdigest()[:32]
+
+
+def _code_fingerprint(code) -> bytes:
+    """Bytecode, constants and names of a function and the functions defined in it: a change to a
+    callback changes the key even when its file is not where inspect can read it."""
+    parts = [code.co_code, repr(code.co_names).encode(), repr(code.co_varnames).encode()]
+    for c in code.co_consts:
+        parts.append(_code_fingerprint(c) if hasattr(c, "co_code") else repr(c).encode())
+    return b"|".join(parts)
+
+
+def _inputs(extras: list[Extra], backward: bool):
+    sym = lambda tile: tuple(SYMBOLS[d] for d in tile)
+    roles = [("S", (K, V)), ("q", (C, K)), ("k", (C, K)), ("v", (C, V)), ("scale", ())]
+    roles += [(e.name, sym(e.tile)) for e in extras]
+    if backward:
+        roles += [("do", (C, V)), ("dS_next", (K, V))]
+    tiles = [t for _, t in roles]
+    return roles, [tuple(str(d) for d in t) if t else "scalar" for t in tiles]
+
+
+def build_graphs(name: str, callbacks: dict, extras: list[Extra]) -> tuple[Graph, Graph]:
+    """Traced and optimised forward and backward graphs of one chunk."""
+    roles, tiles = _inputs(extras, backward=False)
+    tiles[0] = ("K", "V")
+    fwd = to_ir(trace(forward_step(callbacks), callbacks, tiles), roles, ["o", "S_next"], f"{name}_forward")
+    check_affine(fwd)
+    fwd = run_passes(fwd)
+    roles_b, tiles_b = _inputs(extras, backward=True)
+    tiles_b[0] = ("K", "V")
+    outs = ["dS", "dq", "dk", "dv"] + [f"d_{e.name}" for e in extras]
+    bwd = to_ir(trace(backward_step(callbacks), callbacks, tiles_b), roles_b, outs, f"{name}_backward")
+    bwd = run_passes(bwd)
+    return fwd, bwd
+
+
+def compile_variant(name: str, callbacks: dict, extras: list[Extra]) -> Compiled:
+    key = cache_key(name, callbacks, extras)
+    module = cache.load(key)
+    if module is not None:
+        return Compiled(key, module, cache.path_for(key), module.META, True)
+    start = time.perf_counter()
+    print(f"flexla: compiling {name} (trace, passes, codegen) ...", file=sys.stderr, flush=True)
+    fwd, bwd = build_graphs(name, callbacks, extras)
+    fplans, bplans = partition_forward(fwd), partition_backward(bwd)
+    try:
+        kernels = [kernel_source(p, extras, "forward") for p in fplans.values()]
+        kernels += [kernel_source(p, extras, "backward") for p in bplans.values()]
+    except NotImplementedError as e:
+        raise CallbackError(name, None, str(e), "rewrite the callback with supported operations") from e
+    meta = {
+        "variant": name,
+        "extras": [(e.name, e.tile) for e in extras],
+        "v_split": bool(fwd.meta["v_split"]),
+        "v_split_blocker": fwd.meta["v_split_blocker"],
+        "recompute": fplans["chunk_output"].graph.meta.get("recompute", {}),
+        "kernels": [k.name for k in kernels],
+    }
+    source = render_module(variant=name, key=key, version=VERSION, forward_ir=str(fwd),
+                           backward_ir=str(bwd), kernels=kernels, meta=meta)
+    path = cache.store(key, source)
+    module = cache.load(key)
+    if module is None:
+        raise RuntimeError(f"flexla generated a module that does not import: {path}")
+    print(f"flexla: compiled {name} in {time.perf_counter() - start:.1f}s -> {path}", file=sys.stderr,
+          flush=True)
+    if debug():
+        print(source, file=sys.stderr)
+    return Compiled(key, module, path, meta, False)

@@ -1,0 +1,315 @@
+"""Turns a traced aten graph into the tile IR: one small handler per supported aten op."""
+from __future__ import annotations
+
+import itertools
+import numbers
+
+import sympy
+import torch
+import torch.fx
+
+from ..ir import C, K, V, Graph, Op, make_node
+from ..ir.ops import ShapeError
+from .errors import CallbackError
+from .locations import callback_of
+from .trace import TRACE_SIZES
+
+aten, prims = torch.ops.aten, torch.ops.prims
+SIZE_SYMBOLS = {TRACE_SIZES["C"]: C, TRACE_SIZES["K"]: K, TRACE_SIZES["V"]: V}
+
+
+class Builder:
+    def __init__(self):
+        self.nodes, self.shapes, self.loc = [], {}, None
+        self._ids = itertools.count()
+
+    def add(self, op: Op, inputs=(), name: str | None = None, **attrs) -> str:
+        name = name or f"{op.value}_{next(self._ids)}"
+        try:
+            node = make_node(name, op, inputs, attrs, self.shapes, self.loc)
+        except ShapeError as e:
+            raise self.error(f"{op.value} does not fit: {e}", "tiles have at most two dimensions; "
+                             "check the shapes on this line") from None
+        self.nodes.append(node)
+        self.shapes[name] = node.shape
+        return name
+
+    def operand(self, x) -> str:
+        if isinstance(x, torch.fx.Node):
+            return self.env[x]
+        if isinstance(x, (numbers.Number, bool)):
+            return self.add(Op.CONST, value=float(x))
+        raise self.error(f"unsupported operand {x!r}", "pass tensors or python numbers")
+
+    def size(self, n) -> sympy.Expr:
+        if n == 1:
+            return sympy.Integer(1)
+        if n in SIZE_SYMBOLS:
+            return SIZE_SYMBOLS[n]
+        raise self.error(f"a tile size {n} that is neither 1 nor one of C, K, V",
+                         "use sizes taken straight from q.shape / v.shape (no arithmetic on them) or 1")
+
+    def error(self, problem: str, hint: str) -> CallbackError:
+        where = self.loc.split(", ", 1)[1] if self.loc and ", " in self.loc else None
+        return CallbackError(callback_of(self.loc), where, problem, hint)
+
+
+def _binary(op):
+    return lambda b, x, y, *_, **kw: b.add(op, (b.operand(x), b.operand(y)))
+
+
+def _unary(op):
+    return lambda b, x, *_, **kw: b.add(op, (b.operand(x),))
+
+
+def _add(op):
+    def h(b, x, y, alpha=1, **kw):
+        y = b.operand(y) if alpha == 1 else b.add(Op.MUL, (b.operand(y), b.operand(alpha)))
+        return b.add(op, (b.operand(x), y))
+    return h
+
+
+def _identity(b, x, *args, **kw):
+    return b.operand(x)
+
+
+def _transpose(b, x, *dims, **kw):
+    """t(x), transpose(x, 0, 1) and permute(x, [1, 0]) all swap the two dims of a matrix tile."""
+    rank = len(b.shapes[b.operand(x)])
+    same = dims and isinstance(dims[0], (list, tuple)) and list(dims[0]) == list(range(rank))
+    if rank < 2 or same or (len(dims) == 2 and dims[0] % rank == dims[1] % rank):
+        return b.operand(x)
+    return b.add(Op.TRANSPOSE, (b.operand(x),))
+
+
+def _reshape(b, x, shape, **kw):
+    """view/reshape: only adding or removing size-1 dims is a tile operation."""
+    name = b.operand(x)
+    src = b.shapes[name]
+    dst = tuple(b.size(s) if s != -1 else None for s in shape)
+    if [s for s in src if s != 1] != [s for s in dst if s != 1 and s is not None] or None in dst:
+        raise b.error(f"reshape of a {list(src)} tile to {list(shape)}",
+                      "only adding or removing size-1 dims is supported; keep tiles at most 2-D")
+    while tuple(b.shapes[name]) != dst:
+        cur = b.shapes[name]
+        i = next((i for i in range(min(len(cur), len(dst))) if cur[i] != dst[i]), min(len(cur), len(dst)))
+        if len(cur) > len(dst):
+            name = b.add(Op.SQUEEZE, (name,), dim=i)
+        else:
+            name = b.add(Op.UNSQUEEZE, (name,), dim=i)
+    return name
+
+
+def _squeeze(b, x, dims=None, **kw):
+    name = b.operand(x)
+    shape = b.shapes[name]
+    dims = range(len(shape)) if dims is None else ([dims] if isinstance(dims, int) else dims)
+    for d in sorted((d % len(shape) for d in dims if shape[d % len(shape)] == 1), reverse=True):
+        name = b.add(Op.SQUEEZE, (name,), dim=d)
+    return name
+
+
+def _sum(b, x, dims=None, keepdim=False, **kw):
+    name = b.operand(x)
+    rank = len(b.shapes[name])
+    if rank == 0:
+        return name
+    dims = list(range(rank)) if not dims else [d % rank for d in dims]
+    return b.add(Op.SUM, (name,), dims=tuple(dims), keepdim=bool(keepdim))
+
+
+def _amax(b, x, dims=(), keepdim=False, **kw):
+    name = b.operand(x)
+    rank = len(b.shapes[name])
+    dims = list(range(rank)) if not dims else [d % rank for d in dims]
+    return b.add(Op.MAX, (name,), dims=tuple(dims), keepdim=bool(keepdim))
+
+
+def _full(value):
+    def h(b, size, *args, **kw):
+        return b.add(Op.FULL, value=float(value), shape=tuple(b.size(s) for s in size))
+    return h
+
+
+def _full_like(value=None):
+    def h(b, x, *args, **kw):
+        v = args[0] if value is None else value
+        return b.add(Op.FULL, value=float(v), shape=b.shapes[b.operand(x)])
+    return h
+
+
+def _new_full(value=None):
+    def h(b, x, size, *args, **kw):
+        v = args[0] if value is None else value
+        return b.add(Op.FULL, value=float(v), shape=tuple(b.size(s) for s in size))
+    return h
+
+
+def _expand(b, x, shape, *a, **kw):
+    name = b.operand(x)
+    src = b.shapes[name]
+    full = tuple(src[i - (len(shape) - len(src))] if s == -1 else b.size(s) for i, s in enumerate(shape))
+    return name if tuple(full) == tuple(src) else b.add(Op.EXPAND, (name,), shape=full)
+
+
+def _select(b, x, dim, index, **kw):
+    return b.add(Op.SELECT, (b.operand(x),), dim=dim % len(b.shapes[b.operand(x)]), index=int(index))
+
+
+def _select_backward(b, grad, sizes, dim, index, **kw):
+    shape = tuple(b.size(s) for s in sizes)
+    g = b.operand(grad)
+    dim = dim % len(shape)
+    if b.shapes[g] != shape[:dim] + shape[dim + 1:]:
+        raise b.error("select_backward of unexpected shape", "report this as a flexla bug")
+    return b.add(Op.PLACE, (g,), shape=shape, dim=dim, index=int(index))
+
+
+def _where(b, cond, x, y, **kw):
+    return b.add(Op.WHERE, (b.operand(cond), b.operand(x), b.operand(y)))
+
+
+def _clamp(b, x, lo=None, hi=None, **kw):
+    name = b.operand(x)
+    if lo is not None:
+        name = b.add(Op.MAXIMUM, (name, b.operand(lo)))
+    if hi is not None:
+        name = b.add(Op.MINIMUM, (name, b.operand(hi)))
+    return name
+
+
+def _pow(b, x, e, **kw):
+    if not isinstance(e, numbers.Number):
+        raise b.error("pow with a tensor exponent", "use exp(e * log(x))")
+    if e == 2:
+        return b.add(Op.MUL, (b.operand(x), b.operand(x)))
+    if e == 1:
+        return b.operand(x)
+    if e == 0.5:
+        return b.add(Op.SQRT, (b.operand(x),))
+    if e == -0.5:
+        return b.add(Op.RSQRT, (b.operand(x),))
+    return b.add(Op.POW, (b.operand(x),), exponent=float(e))
+
+
+def _expm1(b, x, **kw):
+    return b.add(Op.SUB, (b.add(Op.EXP, (b.operand(x),)), b.operand(1.0)))
+
+
+def _log1p(b, x, **kw):
+    return b.add(Op.LOG, (b.add(Op.ADD, (b.operand(x), b.operand(1.0))),))
+
+
+def _reciprocal(b, x, **kw):
+    return b.add(Op.DIV, (b.operand(1.0), b.operand(x)))
+
+
+def _tril(op):
+    return lambda b, x, diagonal=0, **kw: b.add(op, (b.operand(x),), diagonal=int(diagonal))
+
+
+def _cumsum(b, x, dim, **kw):
+    return b.add(Op.CUMSUM, (b.operand(x),), dim=dim % len(b.shapes[b.operand(x)]))
+
+
+def _flip(b, x, dims, **kw):
+    """Only flip-cumsum-flip (the backward of cumsum) is supported; it becomes one REVCUMSUM."""
+    name = b.operand(x)
+    node = next(n for n in b.nodes if n.name == name)
+    if len(dims) == 1 and node.op is Op.CUMSUM and node.a["dim"] == dims[0] % len(node.shape):
+        inner = next(n for n in b.nodes if n.name == node.inputs[0])
+        if inner.op is Op.FLIP:
+            return b.add(Op.REVCUMSUM, inner.inputs, dim=node.a["dim"])
+    if len(dims) == 1:
+        return b.add(Op.FLIP, (name,), dim=dims[0] % len(b.shapes[name]))
+    raise b.error("flip", "flip is supported only as part of a reverse cumsum")
+
+
+def _eye(b, n, *args, **kw):
+    m = args[0] if args and isinstance(args[0], int) else n
+    if m != n:
+        raise b.error("a non-square eye", "use torch.eye(n)")
+    return b.add(Op.EYE, shape=(b.size(n), b.size(n)))
+
+
+def _arange(b, *args, **kw):
+    ints = [a for a in args if isinstance(a, int)]
+    if len(ints) != 1:
+        raise b.error("arange with a start or step", "use torch.arange(n) and arithmetic on the result")
+    return b.add(Op.ARANGE, shape=(b.size(ints[0]),))
+
+
+HANDLERS = {
+    aten.mm.default: _binary(Op.MM),
+    aten.add.Tensor: _add(Op.ADD), aten.sub.Tensor: _add(Op.SUB),
+    aten.mul.Tensor: _binary(Op.MUL), aten.div.Tensor: _binary(Op.DIV),
+    aten.maximum.default: _binary(Op.MAXIMUM), aten.minimum.default: _binary(Op.MINIMUM),
+    aten.gt.Scalar: _binary(Op.GT), aten.gt.Tensor: _binary(Op.GT),
+    aten.ge.Scalar: _binary(Op.GE), aten.ge.Tensor: _binary(Op.GE),
+    aten.lt.Scalar: _binary(Op.LT), aten.lt.Tensor: _binary(Op.LT),
+    aten.le.Scalar: _binary(Op.LE), aten.le.Tensor: _binary(Op.LE),
+    aten.eq.Scalar: _binary(Op.EQ), aten.eq.Tensor: _binary(Op.EQ),
+    aten.neg.default: _unary(Op.NEG), aten.exp.default: _unary(Op.EXP), aten.log.default: _unary(Op.LOG),
+    aten.sqrt.default: _unary(Op.SQRT), aten.rsqrt.default: _unary(Op.RSQRT),
+    aten.abs.default: _unary(Op.ABS), aten.sigmoid.default: _unary(Op.SIGMOID),
+    aten.expm1.default: _expm1, aten.log1p.default: _log1p,
+    aten.reciprocal.default: _reciprocal, prims.reciprocal.default: _reciprocal,
+    aten.pow.Tensor_Scalar: _pow, aten.where.self: _where, aten.clamp.default: _clamp,
+    aten.permute.default: _transpose, aten.t.default: _transpose, aten.transpose.int: _transpose,
+    aten.view.default: _reshape, aten.reshape.default: _reshape, aten._unsafe_view.default: _reshape,
+    aten.unsqueeze.default: lambda b, x, dim, **kw: b.add(Op.UNSQUEEZE, (b.operand(x),), dim=dim),
+    aten.squeeze.dim: _squeeze, aten.squeeze.dims: _squeeze, aten.squeeze.default: _squeeze,
+    aten.expand.default: _expand,
+    aten.sum.dim_IntList: _sum, aten.sum.default: _sum, aten.amax.default: _amax,
+    aten.cumsum.default: _cumsum, aten.flip.default: _flip,
+    aten.tril.default: _tril(Op.TRIL), aten.triu.default: _tril(Op.TRIU),
+    aten.select.int: _select, aten.select_backward.default: _select_backward,
+    aten.ones.default: _full(1.0), aten.zeros.default: _full(0.0),
+    aten.full.default: lambda b, size, value, **kw: _full(value)(b, size),
+    aten.ones_like.default: _full_like(1.0), aten.zeros_like.default: _full_like(0.0),
+    aten.full_like.default: _full_like(), aten.new_zeros.default: _new_full(0.0),
+    aten.new_ones.default: _new_full(1.0), aten.new_full.default: _new_full(),
+    aten.scalar_tensor.default: lambda b, v, **kw: b.operand(float(v)),
+    aten.eye.default: _eye, aten.arange.default: _arange, aten.arange.start: _arange,
+    aten.clone.default: _identity, aten.alias.default: _identity, aten.detach.default: _identity,
+    aten._to_copy.default: _identity, aten.lift_fresh_copy.default: _identity,
+    aten.contiguous.default: _identity,
+}
+
+
+def to_ir(gm: torch.fx.GraphModule, inputs: list[tuple[str, tuple]], outputs: list[str], name: str) -> Graph:
+    """inputs: (role, symbolic shape) per placeholder, in order; outputs: a role per returned value."""
+    b = Builder()
+    b.env = {}
+    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    for ph, (role, shape) in zip(placeholders, inputs):
+        b.env[ph] = b.add(Op.INPUT, name=role, role=role, shape=tuple(shape))
+    result = None
+    for node in gm.graph.nodes:
+        if node.op == "call_function":
+            b.loc = node.meta.get("stack_trace")
+            handler = HANDLERS.get(node.target)
+            if handler is None:
+                raise b.error(f"torch op `{node.target}` is not supported by flexla",
+                              "write it with supported ops (see docs/variants.md, 'Supported operations')")
+            b.env[node] = handler(b, *node.args, **node.kwargs)
+        elif node.op == "output":
+            result = node.args[0]
+    flat = list(_flatten(result))
+    if len(flat) != len(outputs):
+        raise CallbackError("update/merge", None, "unexpected number of results", "report this as a flexla bug")
+    out = {}
+    for role, x in zip(outputs, flat):
+        out[role] = b.operand(x) if x is not None else b.add(Op.FULL, value=0.0, shape=())
+    if any(n.op is Op.FLIP for n in b.nodes if n.name in Graph(b.nodes, out).ancestors(out.values())):
+        b.loc = next(n.loc for n in b.nodes if n.op is Op.FLIP)
+        raise b.error("flip", "flip is supported only as part of a reverse cumsum")
+    return Graph(b.nodes, out, {"name": name})
+
+
+def _flatten(x):
+    if isinstance(x, (list, tuple)):
+        for y in x:
+            yield from _flatten(y)
+    else:
+        yield x

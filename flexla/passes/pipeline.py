@@ -1,0 +1,40 @@
+"""The passes, in the order they run. Each is a function Graph -> Graph; the verifier runs after
+every one, and FLEXLA_DEBUG=1 prints the graph after every one."""
+from __future__ import annotations
+
+import os
+import sys
+
+from ..ir import Graph, verify
+from .canonicalize import canonicalize
+from .cse import common_subexpressions
+from .dce import dead_code
+from .precision import assign_precision
+from .tiling import tile
+from .transpose_elimination import eliminate_transposes
+
+PASSES = [
+    canonicalize,             # fold constants, drop identity ops (x*1, squeeze(unsqueeze(x)))
+    eliminate_transposes,     # T(T(x)) -> x; the vjp is full of them
+    common_subexpressions,    # callbacks recompute g[-1] and friends; keep one of each
+    canonicalize,             # CSE exposes more identities
+    dead_code,                # what no output needs (the vjp's unused forward values)
+    assign_precision,         # tensor-core operand dtypes of every mm
+    tile,                     # may V be split across programs? (recorded in graph.meta)
+]
+# After these, partition.py splits the graph into kernels and schedule.py picks one at launch.
+
+
+def debug() -> bool:
+    return os.environ.get("FLEXLA_DEBUG", "") not in ("", "0")
+
+
+def run_passes(graph: Graph) -> Graph:
+    verify(graph)
+    if debug():
+        print(f"== {graph.meta.get('name')}: traced ==\n{graph}\n", file=sys.stderr)
+    for p in PASSES:
+        graph = verify(p(graph))
+        if debug():
+            print(f"== {graph.meta.get('name')}: after {p.__name__} ==\n{graph}\n", file=sys.stderr)
+    return graph

@@ -1,0 +1,29 @@
+"""Precision assignment. Every value and accumulator is fp32; the operands of a matrix product
+are cast to the input dtype (bf16/fp16 tensor cores on the GPU), as FLA does, except where an
+operand carries a cumulative sum of log-gates, whose absolute size makes bf16 lose the small
+differences the kernel later exponentiates: those products stay fp32.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from ..ir import Graph, Op
+
+GATE_SENSITIVE = {Op.CUMSUM, Op.REVCUMSUM}
+
+
+def assign_precision(graph: Graph) -> Graph:
+    # values derived from a cumsum by arithmetic that keeps its magnitude (no exp in between)
+    sensitive = set()
+    for n in graph.nodes:
+        if n.op in GATE_SENSITIVE or (n.op in (Op.ADD, Op.SUB, Op.NEG, Op.UNSQUEEZE, Op.SQUEEZE, Op.EXPAND,
+                                               Op.TRANSPOSE, Op.SELECT)
+                                      and any(i in sensitive for i in n.inputs)):
+            sensitive.add(n.name)
+    nodes = []
+    for n in graph.nodes:
+        if n.op is Op.MM:
+            dtype = "fp32" if any(i in sensitive for i in n.inputs) else "input"
+            n = dataclasses.replace(n, attrs=tuple(sorted({**n.a, "operand_dtype": dtype}.items())))
+        nodes.append(n)
+    return graph.replace(nodes)

@@ -1,0 +1,94 @@
+"""Launching a compiled module's kernels: buffers, grids, constexprs, schedule choice."""
+from __future__ import annotations
+
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+from ..passes.schedule import choose_schedule
+from ..passes.tiling import block_sizes
+
+DOT_DTYPES = {torch.bfloat16: tl.bfloat16, torch.float16: tl.float16, torch.float32: tl.float32}
+
+
+def poison() -> bool:
+    """FLEXLA_POISON=1 fills outputs with NaN before each launch, so unwritten elements show."""
+    return os.environ.get("FLEXLA_POISON", "") not in ("", "0")
+
+
+def _empty(*shape, dtype, device):
+    x = torch.empty(*shape, dtype=dtype, device=device)
+    return x.fill_(float("nan")) if poison() else x
+
+
+def sm_count(device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).multi_processor_count
+    return 1
+
+
+class Launch:
+    """Sizes and constexprs shared by every kernel of one call."""
+
+    def __init__(self, meta, q, v, chunk_size, scale, use_h0, use_ht, v_split=None):
+        self.B, self.T, self.H, self.K = q.shape
+        self.V = v.shape[-1]
+        split = meta["v_split"] if v_split is None else v_split
+        bs = block_sizes(chunk_size, self.K, self.V, split)
+        self.NV, self.NT = bs.pop("NV"), triton.cdiv(self.T, chunk_size)
+        self.consts = dict(
+            scale=float(scale), T=self.T, H=self.H, NT=self.NT, K=self.K, V=self.V, **bs,
+            MASK_C=self.T % chunk_size != 0, MASK_K=self.K != bs["BK"], MASK_V=self.V % bs["BV"] != 0,
+            USE_H0=use_h0, USE_HT=use_ht, DOT_DTYPE=DOT_DTYPES[q.dtype],
+            DOT_PRECISION="ieee" if q.dtype == torch.float32 else "tf32")
+
+    def run(self, kernel, grid, pointers, num_warps=4, num_stages=1):
+        kernel[grid](*pointers, **self.consts, num_warps=num_warps, num_stages=num_stages)
+
+
+def forward(compiled, q, k, v, extras, scale, h0, want_ht, chunk_size, schedule=None):
+    meta, mod = compiled.meta, compiled.module
+    L = Launch(meta, q, v, chunk_size, scale, h0 is not None, want_ht)
+    B, T, H, K, V, NT, NV = L.B, L.T, L.H, L.K, L.V, L.NT, L.NV
+    o = _empty(B, T, H, V, dtype=v.dtype, device=v.device)
+    ht = _empty(B, H, K, V, dtype=torch.float32, device=v.device) if want_ht else None
+    sched = choose_schedule(B, H, NT, NV, sm_count(q.device), schedule)
+    states = _empty(B * H, NT, K, V, dtype=torch.float32, device=v.device) if sched == "chunk" else q
+    ptrs = [q, k, v, *extras, o, h0 if h0 is not None else q, ht if ht is not None else q, states]
+    if sched == "fused":
+        L.run(mod.fused_fwd, (NV, B * H), ptrs)
+    else:
+        L.run(mod.chunk_states, (NV, B * H), ptrs)
+        L.run(mod.chunk_output, (NV, NT, B * H), ptrs)
+    return o, ht
+
+
+def chunk_states(compiled, q, k, v, extras, scale, h0, chunk_size):
+    """The state entering every chunk, [B*H, NT, K, V] fp32 (recomputed for the backward)."""
+    L = Launch(compiled.meta, q, v, chunk_size, scale, h0 is not None, False)
+    states = _empty(L.B * L.H, L.NT, L.K, L.V, dtype=torch.float32, device=v.device)
+    ptrs = [q, k, v, *extras, q, h0 if h0 is not None else q, q, states]
+    L.run(compiled.module.chunk_states, (L.NV, L.B * L.H), ptrs)
+    return states
+
+
+def backward(compiled, q, k, v, extras, scale, h0, do, dht, chunk_size, per_token):
+    """Gradients of q, k, v, each extra and the initial state."""
+    states = chunk_states(compiled, q, k, v, extras, scale, h0, chunk_size)
+    L = Launch(compiled.meta, q, v, chunk_size, scale, h0 is not None, dht is not None, v_split=False)
+    B, H, NT = L.B, L.H, L.NT
+    dq = _empty(*q.shape, dtype=q.dtype, device=q.device)
+    dk = _empty(*k.shape, dtype=k.dtype, device=k.device)
+    dv = _empty(*v.shape, dtype=v.dtype, device=v.device)
+    dextras = [_empty(*e.shape, dtype=torch.float32, device=e.device) if tok
+               else _empty(B, NT, *e.shape, dtype=torch.float32, device=e.device)
+               for e, tok in zip(extras, per_token)]
+    dh0 = _empty(B, H, L.K, L.V, dtype=torch.float32, device=q.device) if h0 is not None else None
+    ptrs = [q, k, v, *extras, do, states, dht if dht is not None else q, dh0 if dh0 is not None else q,
+            dq, dk, dv, *dextras]
+    L.run(compiled.module.bwd, (1, B * H), ptrs)
+    dextras = [d.to(e.dtype) if tok else d.sum((0, 1)).to(e.dtype)
+               for d, e, tok in zip(dextras, extras, per_token)]
+    return dq, dk, dv, dextras, dh0
