@@ -18,7 +18,8 @@ from .frontend.affine import check_affine
 from .frontend.errors import CallbackError
 from .frontend.signature import Extra
 from .frontend.to_ir import to_ir
-from .frontend.trace import backward_step, forward_step, trace
+from .frontend.size_independence import check_size_independent
+from .frontend.trace import SECOND_SIZES, backward_step, forward_step, trace
 from .ir import C, K, V, Graph
 from .passes.partition import partition_backward, partition_forward
 from .passes.pipeline import debug, run_passes
@@ -93,6 +94,9 @@ def build_graphs(name: str, callbacks: dict, extras: list[Extra]) -> tuple[Graph
     roles, tiles = _inputs(extras, backward=False)
     tiles[0] = ("K", "V")
     fwd = to_ir(trace(forward_step(callbacks), callbacks, tiles), roles, ["o", "S_next"], f"{name}_forward")
+    again = to_ir(trace(forward_step(callbacks), callbacks, tiles, SECOND_SIZES), roles, ["o", "S_next"],
+                  f"{name}_forward", SECOND_SIZES)
+    check_size_independent(fwd, again)
     check_affine(fwd)
     fwd = run_passes(fwd)
     roles_b, tiles_b = _inputs(extras, backward=True)

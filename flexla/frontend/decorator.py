@@ -23,6 +23,10 @@ def linear_attention(cls=None, *, chunk_size: int = 64, schedule: str | None = N
 
 class Variant:
     def __init__(self, cls, chunk_size=64, schedule=None, name=None):
+        if chunk_size < 16 or chunk_size & (chunk_size - 1):
+            raise ValueError(f"chunk_size must be a power of two >= 16, got {chunk_size}")
+        if schedule not in (None, "fused", "chunk"):
+            raise ValueError(f"schedule must be None, 'fused' or 'chunk', got {schedule!r}")
         self.name = name or cls.__name__
         self.callbacks = {}
         for cb in ("intra", "update", "merge"):
@@ -31,10 +35,6 @@ class Variant:
                 raise CallbackError(cb, None, f"class {cls.__name__} has no `{cb}`",
                                     "define intra(q, k, v, *extras), update(S, c) and merge(S, c)")
             self.callbacks[cb] = fn.__func__ if isinstance(fn, (staticmethod, classmethod)) else fn
-        if chunk_size < 16 or chunk_size & (chunk_size - 1):
-            raise ValueError(f"chunk_size must be a power of two >= 16, got {chunk_size}")
-        if schedule not in (None, "fused", "chunk"):
-            raise ValueError(f"schedule must be None, 'fused' or 'chunk', got {schedule!r}")
         self.chunk_size, self.schedule = chunk_size, schedule
         self.extra_names = extra_names(self.callbacks["intra"])
         self.declared = declared_tiles(self.callbacks["intra"])
@@ -151,8 +151,9 @@ class Variant:
         for name, x in zip(self.extra_names, extras):
             if not isinstance(x, torch.Tensor):
                 raise err(f"extra input `{name}` is a {type(x).__name__}", "pass a tensor")
-            if x.dtype not in DTYPES:
-                raise err(f"extra input `{name}` has dtype {x.dtype}", "use a floating-point dtype")
+            if x.dtype not in DTYPES + (torch.float64,):
+                raise err(f"extra input `{name}` has dtype {x.dtype}", "use float32, float16, bfloat16 or float64 "
+                          "(extras are read as float32)")
             tiles = candidate_tiles(self.name, name, x, B, T, H, K, V)
             if name in self.declared:
                 if self.declared[name] not in tiles:

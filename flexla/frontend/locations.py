@@ -30,4 +30,4 @@ def describe(callback: str, filename: str, lineno: int) -> str:
 
 
 def callback_of(loc: str | None) -> str:
-    return loc.split(",", 1)[0] if loc else "?"
+    return loc.split(",", 1)[0] if loc else "<the derived backward>"

@@ -15,12 +15,12 @@ from .locations import callback_of
 from .trace import TRACE_SIZES
 
 aten, prims = torch.ops.aten, torch.ops.prims
-SIZE_SYMBOLS = {TRACE_SIZES["C"]: C, TRACE_SIZES["K"]: K, TRACE_SIZES["V"]: V}
 
 
 class Builder:
-    def __init__(self):
+    def __init__(self, sizes: dict):
         self.nodes, self.shapes, self.loc = [], {}, None
+        self.symbols = {sizes["C"]: C, sizes["K"]: K, sizes["V"]: V}
         self._ids = itertools.count()
 
     def add(self, op: Op, inputs=(), name: str | None = None, **attrs) -> str:
@@ -44,8 +44,8 @@ class Builder:
     def size(self, n) -> sympy.Expr:
         if n == 1:
             return sympy.Integer(1)
-        if n in SIZE_SYMBOLS:
-            return SIZE_SYMBOLS[n]
+        if n in self.symbols:
+            return self.symbols[n]
         raise self.error(f"a tile size {n} that is neither 1 nor one of C, K, V",
                          "use sizes taken straight from q.shape / v.shape (no arithmetic on them) or 1")
 
@@ -243,6 +243,8 @@ HANDLERS = {
     aten.mm.default: _binary(Op.MM),
     aten.add.Tensor: _add(Op.ADD), aten.sub.Tensor: _add(Op.SUB),
     aten.mul.Tensor: _binary(Op.MUL), aten.div.Tensor: _binary(Op.DIV),
+    aten.add.Scalar: _add(Op.ADD), aten.sub.Scalar: _add(Op.SUB),
+    aten.mul.Scalar: _binary(Op.MUL), aten.div.Scalar: _binary(Op.DIV),
     aten.maximum.default: _binary(Op.MAXIMUM), aten.minimum.default: _binary(Op.MINIMUM),
     aten.gt.Scalar: _binary(Op.GT), aten.gt.Tensor: _binary(Op.GT),
     aten.ge.Scalar: _binary(Op.GE), aten.ge.Tensor: _binary(Op.GE),
@@ -277,9 +279,11 @@ HANDLERS = {
 }
 
 
-def to_ir(gm: torch.fx.GraphModule, inputs: list[tuple[str, tuple]], outputs: list[str], name: str) -> Graph:
-    """inputs: (role, symbolic shape) per placeholder, in order; outputs: a role per returned value."""
-    b = Builder()
+def to_ir(gm: torch.fx.GraphModule, inputs: list[tuple[str, tuple]], outputs: list[str], name: str,
+          sizes: dict = TRACE_SIZES) -> Graph:
+    """inputs: (role, symbolic shape) per placeholder, in order; outputs: a role per returned value;
+    sizes: the concrete C, K, V the trace was made with."""
+    b = Builder(sizes)
     b.env = {}
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
     for ph, (role, shape) in zip(placeholders, inputs):

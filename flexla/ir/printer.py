@@ -18,8 +18,15 @@ def render(graph) -> str:
         if n.op in (Op.FULL, Op.EYE, Op.ARANGE, Op.PLACE):
             args = list(n.inputs) + [f"{k}={_shape(v) if k == 'shape' else v}" for k, v in n.attrs]
         text = f"    {n.name} = {n.op.value}({', '.join(map(str, args))})"
-        note = _shape(n.shape) + (" bool" if n.dtype == "i1" else "") + (f"  {n.loc}" if n.loc else "")
+        note = _shape(n.shape) + (" bool" if n.dtype == "i1" else "") + (f"  {short_loc(n.loc)}" if n.loc else "")
         lines.append(f"{text:<60} # {note}")
     outs = ", ".join(f"{k}={v}" for k, v in graph.outputs.items())
     lines.append(f"    return dict({outs})")
     return "\n".join(lines)
+
+
+def short_loc(loc: str) -> str:
+    """'intra, /path/to/gla.py:16: code' -> 'intra gla.py:16' (the full text is in error messages)."""
+    callback, _, rest = loc.partition(", ")
+    path, _, line = rest.partition(":")
+    return f"{callback} {path.rsplit('/', 1)[-1]}:{line.split(':', 1)[0]}"

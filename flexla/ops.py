@@ -1,0 +1,96 @@
+"""FLA-compatible functions built on the shipped variants: same names, argument names, layout
+[B, T, H, D] and gate conventions as flash-linear-attention 0.6, each returning (o, final_state).
+
+    from flexla.ops import chunk_gla          # instead of: from fla.ops.gla import chunk_gla
+
+Gates are natural-log decays per step (the state is multiplied by exp(g)). `cu_seqlens` (varlen,
+B == 1) is accepted and runs one launch per sequence.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .variants.gla import GLA
+from .variants.linear_attn import LinearAttention
+from .variants.retention import Retention
+from .variants.simple_gla import SimpleGLA
+
+__all__ = ["chunk_linear_attn", "chunk_retention", "chunk_simple_gla", "chunk_gla"]
+
+
+def _run(variant, q, k, v, extras, scale, initial_state, output_final_state, cu_seqlens):
+    """One call, or one call per sequence of a varlen batch (extras per token are split too)."""
+    if cu_seqlens is None:
+        return variant(q, k, v, *extras, scale=scale, initial_state=initial_state,
+                       output_final_state=output_final_state)
+    if q.shape[0] != 1:
+        raise ValueError(f"The batch size is expected to be 1 rather than {q.shape[0]} when using `cu_seqlens`.")
+    bounds = [int(x) for x in cu_seqlens.tolist()]
+    n = len(bounds) - 1
+    if initial_state is not None and initial_state.shape[0] != n:
+        raise ValueError(f"The number of initial states is expected to be equal to the number of input "
+                         f"sequences, i.e., {n} rather than {initial_state.shape[0]}.")
+    outs, finals = [], []
+    for i, (bos, eos) in enumerate(zip(bounds[:-1], bounds[1:])):
+        sl = lambda x: x[:, bos:eos] if x.dim() >= 3 else x
+        o, ht = variant(sl(q), sl(k), sl(v), *[sl(e) for e in extras], scale=scale,
+                        initial_state=None if initial_state is None else initial_state[i:i + 1],
+                        output_final_state=output_final_state)
+        outs.append(o)
+        finals.append(ht)
+    return torch.cat(outs, 1), torch.cat(finals, 0) if output_final_state else None
+
+
+def chunk_linear_attn(q, k, v, scale=None, initial_state=None, output_final_state=False,
+                      normalize=True, cu_seqlens=None):
+    """Linear attention. With normalize=True (FLA's default) the output is divided by
+    q . (sum of keys so far) + 1e-10 and the final state is the pair (S, z) with z [N, 1, H, K]."""
+    z0 = None
+    if normalize and isinstance(initial_state, tuple):
+        initial_state, z0 = initial_state
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    o, S = _run(LinearAttention, q, k, v, [], scale, initial_state, output_final_state, cu_seqlens)
+    if not normalize:
+        return o, S
+    z, zT = _key_sums(k, z0, cu_seqlens)
+    o = (o / ((q * scale * z).sum(-1, keepdim=True) + 1e-10)).to(v.dtype)
+    return o, ((S, zT) if output_final_state else None)
+
+
+def _key_sums(k, z0, cu_seqlens):
+    """Running sum of keys per sequence, [B, T, H, K], and the last one per sequence, [N, 1, H, K]."""
+    bounds = [0, k.shape[1]] if cu_seqlens is None else [int(x) for x in cu_seqlens.tolist()]
+    parts, last = [], []
+    for i, (bos, eos) in enumerate(zip(bounds[:-1], bounds[1:])):
+        z = k[:, bos:eos].float().cumsum(1)
+        if z0 is not None:
+            z = z + (z0 if cu_seqlens is None else z0[i:i + 1]).float()
+        parts.append(z)
+        last.append(z[:, -1:].to(k.dtype))
+    return torch.cat(parts, 1), torch.cat(last, 0)
+
+
+def chunk_retention(q, k, v, scale=None, initial_state=None, output_final_state=False, cu_seqlens=None):
+    """RetNet retention: head h decays by gamma_h = 1 - 2^(-5-h) per step."""
+    H = q.shape[2]
+    log_gamma = torch.tensor([math.log(1 - 2.0 ** (-5.0 - h)) for h in range(H)], device=q.device)
+    return _run(Retention, q, k, v, [log_gamma], scale, initial_state, output_final_state, cu_seqlens)
+
+
+def chunk_simple_gla(q, k, v, g=None, g_gamma=None, scale=None, initial_state=None,
+                     output_final_state=False, cu_seqlens=None):
+    """Simple GLA: g [B, T, H] per-token log decay and/or g_gamma [H] per-head log decay (both add)."""
+    if g is None and g_gamma is None:
+        return _run(LinearAttention, q, k, v, [], scale, initial_state, output_final_state, cu_seqlens)
+    if g is None:
+        return _run(Retention, q, k, v, [g_gamma], scale, initial_state, output_final_state, cu_seqlens)
+    if g_gamma is not None:
+        g = g.float() + g_gamma.float()
+    return _run(SimpleGLA, q, k, v, [g], scale, initial_state, output_final_state, cu_seqlens)
+
+
+def chunk_gla(q, k, v, g, scale=None, initial_state=None, output_final_state=False, cu_seqlens=None):
+    """GLA: g [B, T, H, K], a per-key log decay per token."""
+    return _run(GLA, q, k, v, [g], scale, initial_state, output_final_state, cu_seqlens)

@@ -1,0 +1,39 @@
+"""How to call each shipped variant on random inputs, and its independent float64 recurrence."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from recurrences import gla_ref, linear_attn_ref, retention_log_decay, simple_gla_ref
+
+
+def extras_for(name, B, T, H, K, V, gen):
+    if name == "simple_gla":
+        return [F.logsigmoid(torch.randn(B, T, H, generator=gen) + 2)]
+    if name == "gla":
+        return [F.logsigmoid(torch.randn(B, T, H, K, generator=gen) + 2) / 4]
+    if name == "retention":
+        return [retention_log_decay(H)]
+    return []
+
+
+def recurrence(name, q, k, v, extras, scale=None, initial_state=None):
+    """(o, final_state) of the token-by-token float64 recurrence written from the paper."""
+    kw = dict(scale=scale, initial_state=initial_state, output_final_state=True)
+    if name == "simple_gla":
+        return simple_gla_ref(q, k, v, g=extras[0], **kw)
+    if name == "gla":
+        return gla_ref(q, k, v, g=extras[0], **kw)
+    if name == "retention":
+        return simple_gla_ref(q, k, v, g_gamma=extras[0], **kw)
+    return linear_attn_ref(q, k, v, normalize=False, **kw)
+
+
+def random_inputs(name, B, T, H, K, V, seed=0, dtype=torch.float32, h0=True):
+    gen = torch.Generator().manual_seed(seed)
+    q = torch.randn(B, T, H, K, generator=gen)
+    k = torch.randn(B, T, H, K, generator=gen)
+    v = torch.randn(B, T, H, V, generator=gen)
+    state = torch.randn(B, H, K, V, generator=gen) if h0 else None
+    extras = extras_for(name, B, T, H, K, V, gen)
+    return [x.to(dtype) for x in (q, k, v)], extras, state
