@@ -60,23 +60,18 @@ def device_name() -> str:
     return torch.cuda.get_device_name()
 
 
-def cache_key(name: str, callbacks: dict, extras: list[Extra]) -> str:
+def cache_key(name: str, extras: list[Extra], graphs: list[Graph]) -> str:
+    """A hash of everything the generated module depends on: the traced and optimised graphs (so a
+    change to a callback, a closure or a global it reads changes the key), flexla's compiler and
+    templates, the versions of Triton and torch, and the device."""
     h = hashlib.sha256()
     for part in (compiler_fingerprint(), triton.__version__, torch.__version__, device_name(), name,
                  repr([(e.name, e.tile) for e in extras])):
         h.update(part.encode())
-    for cb in ("intra", "update", "merge"):
-        h.update(_code_fingerprint(callbacks[cb].__code__))
+    for g in graphs:
+        h.update(repr([(n.name, n.op.value, n.inputs, n.attrs, tuple(map(str, n.shape))) for n in g.nodes]).encode())
+        h.update(repr(sorted(g.outputs.items())).encode())
     return h.hexdigest()[:32]
-
-
-def _code_fingerprint(code) -> bytes:
-    """Bytecode, constants and names of a function and the functions defined in it: a change to a
-    callback changes the key even when its file is not where inspect can read it."""
-    parts = [code.co_code, repr(code.co_names).encode(), repr(code.co_varnames).encode()]
-    for c in code.co_consts:
-        parts.append(_code_fingerprint(c) if hasattr(c, "co_code") else repr(c).encode())
-    return b"|".join(parts)
 
 
 def _inputs(extras: list[Extra], backward: bool):
@@ -108,13 +103,14 @@ def build_graphs(name: str, callbacks: dict, extras: list[Extra]) -> tuple[Graph
 
 
 def compile_variant(name: str, callbacks: dict, extras: list[Extra]) -> Compiled:
-    key = cache_key(name, callbacks, extras)
+    start = time.perf_counter()
+    fwd, bwd = build_graphs(name, callbacks, extras)
+    key = cache_key(name, extras, [fwd, bwd])
     module = cache.load(key)
     if module is not None:
         return Compiled(key, module, cache.path_for(key), module.META, True)
-    start = time.perf_counter()
-    print(f"flexla: compiling {name} (trace, passes, codegen) ...", file=sys.stderr, flush=True)
-    fwd, bwd = build_graphs(name, callbacks, extras)
+    print(f"flexla: compiling {name}: traced in {time.perf_counter() - start:.1f}s, generating kernels ...",
+          file=sys.stderr, flush=True)
     fplans, bplans = partition_forward(fwd), partition_backward(bwd)
     try:
         kernels = [kernel_source(p, extras, "forward") for p in fplans.values()]

@@ -36,11 +36,13 @@ def canonicalize(graph: Graph) -> Graph:
         if n.op in FOLD and ins and all(v is not None for v in values):
             try:
                 n = dataclasses.replace(n, op=Op.CONST, inputs=(), attrs=(("value", float(FOLD[n.op](*values))),))
-            except (ValueError, ZeroDivisionError):
+            except (ValueError, ZeroDivisionError, OverflowError):
                 pass
-        elif n.op in IDENTITY_RIGHT and values[1] == IDENTITY_RIGHT[n.op] and ins[0].shape == n.shape:
+        elif n.op in IDENTITY_RIGHT and values[1] == IDENTITY_RIGHT[n.op] and ins[0].shape == n.shape \
+                and ins[0].dtype == n.dtype:
             alias = n.inputs[0]
-        elif n.op in IDENTITY_LEFT and values[0] == IDENTITY_LEFT[n.op] and ins[1].shape == n.shape:
+        elif n.op in IDENTITY_LEFT and values[0] == IDENTITY_LEFT[n.op] and ins[1].shape == n.shape \
+                and ins[1].dtype == n.dtype:
             alias = n.inputs[1]
         elif n.op is Op.SQUEEZE and ins[0].op is Op.UNSQUEEZE and ins[0].a["dim"] % (len(n.shape) + 1) == \
                 n.a["dim"] % (len(n.shape) + 1):

@@ -1,0 +1,132 @@
+import pytest
+from graphs import GraphBuilder, simple_gla_forward
+
+from flexla.ir import C, K, V, Op, verify
+from flexla.passes.partition import (
+    KernelPlan, flops, partition_backward, partition_forward, recompute_or_materialize, split_phases,
+)
+
+INTRA_ONLY_FOR_O = ("qs", "decay", "qk", "A", "o_intra", "qg")
+INTRA_ONLY_FOR_S = ("glast", "kk", "kv", "d")
+
+
+@pytest.fixture
+def gla():
+    return simple_gla_forward()
+
+
+def test_split_phases(gla):
+    graph, n = gla
+    phases = split_phases(graph)
+    assert set(phases) == {"intra", "merge", "update"}
+    assert phases["merge"] == [n["inter"], n["o"]]
+    assert phases["update"] == [n["S_decayed"], n["S_next"]]
+    for key in INTRA_ONLY_FOR_O + INTRA_ONLY_FOR_S + ("gc",):
+        assert n[key] in phases["intra"]
+    # every computed node lands in exactly one phase, in graph order; inputs are in none
+    computed = [x.name for x in graph.nodes if x.op is not Op.INPUT]
+    assert sorted(sum(phases.values(), [])) == sorted(computed)
+    order = {x.name: i for i, x in enumerate(graph.nodes)}
+    for names in phases.values():
+        assert names == sorted(names, key=order.get)
+
+
+def test_split_phases_node_needed_by_o_and_s_next_is_merge():
+    b = GraphBuilder()
+    S = b.input("S", (K, V))
+    q = b.input("q", (C, K))
+    s2 = b.add(Op.MUL, S, b.const(2))                         # both outputs need it
+    o = b.add(Op.MM, q, s2)
+    graph = b.build(o=o, S_next=b.add(Op.EXP, s2))
+    phases = split_phases(graph)
+    assert phases["merge"] == [s2, o]
+    assert len(phases["update"]) == 1 and phases["intra"] == []
+
+
+def test_partition_forward_kernels(gla):
+    graph, n = gla
+    plans = partition_forward(graph)
+    assert list(plans) == ["fused_fwd", "chunk_states", "chunk_output"]
+    assert all(isinstance(p, KernelPlan) and p.name == k for k, p in plans.items())
+    for p in plans.values():
+        verify(p.graph)
+        assert [x.name for x in p.graph.inputs] == ["S", "q", "k", "v", "scale", "g"]
+
+    fused = plans["fused_fwd"]
+    assert fused.graph is graph and fused.phases == split_phases(graph)
+
+    states = plans["chunk_states"].graph
+    assert states.outputs == {"S_next": n["S_next"]}
+    for key in INTRA_ONLY_FOR_O + ("inter", "o"):
+        assert n[key] not in states, key
+    for key in INTRA_ONLY_FOR_S + ("gc", "S_decayed", "S_next"):
+        assert n[key] in states, key
+    assert plans["chunk_states"].phases["merge"] == []
+    assert plans["chunk_states"].phases["update"] == [n["S_decayed"], n["S_next"]]
+
+    output = plans["chunk_output"].graph
+    assert output.outputs == {"o": n["o"]}
+    for key in INTRA_ONLY_FOR_S + ("S_decayed", "S_next"):
+        assert n[key] not in output, key
+    for key in INTRA_ONLY_FOR_O + ("gc", "inter", "o"):
+        assert n[key] in output, key
+    assert plans["chunk_output"].phases["update"] == []
+    assert plans["chunk_output"].phases["merge"] == [n["inter"], n["o"]]
+
+    # the cumulative gate is the one chunk tensor both kernels need; it is cheap: recomputed
+    assert states.meta["recompute"] == output.meta["recompute"] == {n["gc"]: "recompute"}
+
+
+def test_recompute_cheap_shared_tensors(gla):
+    graph, n = gla
+    states = graph.subgraph({"S_next": graph.outputs["S_next"]})
+    output = graph.subgraph({"o": graph.outputs["o"]})
+    assert recompute_or_materialize(graph, states, output) == {n["gc"]: "recompute"}
+
+
+def _expensive_scalar_graph():
+    """A scalar that costs a [C, C] x K product but is 4 bytes: both kernels need it."""
+    b = GraphBuilder()
+    S = b.input("S", (K, V))
+    q = b.input("q", (C, K))
+    k = b.input("k", (C, K))
+    kt = b.add(Op.TRANSPOSE, k)
+    qk = b.add(Op.MM, q, kt)
+    s = b.add(Op.SUM, qk, dims=(0, 1), keepdim=False)
+    graph = b.build(o=b.add(Op.MUL, b.add(Op.MM, q, S), s), S_next=b.add(Op.MUL, S, s))
+    return graph, kt, qk, s
+
+
+def test_materialize_expensive_small_tensor():
+    graph, kt, qk, s = _expensive_scalar_graph()
+    states = graph.subgraph({"S_next": graph.outputs["S_next"]})
+    output = graph.subgraph({"o": graph.outputs["o"]})
+    assert flops(graph, qk) == 2 * 64 * 64 * 128
+    assert recompute_or_materialize(graph, states, output) == {
+        kt: "recompute", qk: "recompute", s: "materialize"}
+
+
+def test_partition_forward_refuses_to_materialize():
+    graph, *_ = _expensive_scalar_graph()
+    with pytest.raises(NotImplementedError, match="materialise"):
+        partition_forward(graph)
+
+
+def test_flops():
+    graph, n = simple_gla_forward()
+    assert flops(graph, "q") == 0
+    assert flops(graph, n["qk"]) == 2 * 64 * 64 * 128        # [C, C] outputs, K-long dot products
+    assert flops(graph, n["kv"]) == 2 * 128 * 128 * 64
+    assert flops(graph, n["gc"]) == 64
+    assert flops(graph, n["d"]) == 1
+
+
+def test_partition_backward_is_one_kernel():
+    b = GraphBuilder()
+    x = b.input("x", (C, K))
+    two = b.const(2)
+    y = b.add(Op.MUL, x, two)
+    z = b.add(Op.EXP, y)
+    plans = partition_backward(b.build(dx=z))
+    assert list(plans) == ["bwd"]
+    assert plans["bwd"].phases == {"grad": [y, z]}

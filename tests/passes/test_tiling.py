@@ -1,0 +1,86 @@
+import pytest
+from graphs import GraphBuilder, simple_gla_forward
+
+from flexla.ir import C, K, V, Op
+from flexla.passes.tiling import block_sizes, tile, v_split_blocker
+
+
+def _separable():
+    b = GraphBuilder()
+    S = b.input("S", (K, V))
+    q = b.input("q", (C, K))
+    v = b.input("v", (C, V))
+    w = b.input("w", (V,))
+    x = b.add(Op.MUL, b.add(Op.EXP, v), w)                    # elementwise, broadcasting a [V] row
+    y = b.add(Op.ADD, x, b.add(Op.FULL, value=1.0, shape=(C, V)))
+    z = b.add(Op.TRANSPOSE, b.add(Op.MM, q, S))               # contracts K, not V
+    return b, b.add(Op.MUL, y, b.add(Op.TRANSPOSE, z))
+
+
+def test_elementwise_and_mm_not_contracting_v_is_separable():
+    b, o = _separable()
+    graph = b.build(o=o)
+    assert v_split_blocker(graph) is None
+    after = tile(graph)
+    assert after.meta["v_split"] is True and after.meta["v_split_blocker"] is None
+    assert after.nodes == graph.nodes and after.outputs == graph.outputs
+
+
+def test_simple_gla_is_separable():
+    graph, _ = simple_gla_forward()
+    assert v_split_blocker(graph) is None
+
+
+@pytest.mark.parametrize("dims", [(1,), (0, 1)])
+def test_sum_over_v_blocks(dims):
+    b, o = _separable()
+    s = b.add(Op.SUM, o, dims=dims, keepdim=True, name="rowsum", loc="merge, /tmp/my_gla.py:7: o.sum(-1)")
+    graph = b.build(o=b.add(Op.DIV, o, s))
+    blocker = v_split_blocker(graph)
+    assert blocker.startswith("rowsum = sum(") and "my_gla.py:7" in blocker    # says what and where
+    after = tile(graph)
+    assert after.meta["v_split"] is False and after.meta["v_split_blocker"] == blocker
+
+
+def test_mm_contracting_v_blocks():
+    b = GraphBuilder()
+    q = b.input("q", (C, V))
+    k = b.input("k", (C, V))
+    qk = b.add(Op.MM, q, b.add(Op.TRANSPOSE, k), name="qk")    # [C, V] @ [V, C]
+    graph = b.build(o=qk)
+    blocker = v_split_blocker(graph)
+    assert blocker is not None and blocker.startswith("qk = mm(")
+
+
+def test_first_blocker_is_reported():
+    b = GraphBuilder()
+    v = b.input("v", (C, V))
+    first = b.add(Op.CUMSUM, v, dim=1, name="first")
+    second = b.add(Op.MAX, first, dims=(1,), keepdim=False, name="second")
+    assert v_split_blocker(b.build(o=second)).startswith("first = cumsum")
+
+
+def test_ops_without_v_do_not_block():
+    b = GraphBuilder()
+    g = b.input("g", (C,))
+    k = b.input("k", (C, K))
+    s = b.add(Op.SUM, b.add(Op.MM, b.add(Op.TRANSPOSE, k), k), dims=(1,), keepdim=False)   # [K]
+    c = b.add(Op.CUMSUM, g, dim=0)
+    assert v_split_blocker(b.build(s=s, c=c)) is None
+
+
+@pytest.mark.parametrize("args, expected", [
+    ((64, 128, 128, False), {"BC": 64, "BK": 128, "BV": 128, "NV": 1}),
+    ((64, 128, 128, True), {"BC": 64, "BK": 128, "BV": 64, "NV": 2}),
+    ((64, 100, 100, False), {"BC": 64, "BK": 128, "BV": 128, "NV": 1}),
+    ((64, 100, 100, True), {"BC": 64, "BK": 128, "BV": 64, "NV": 2}),
+    ((32, 8, 8, True), {"BC": 32, "BK": 16, "BV": 16, "NV": 1}),
+    ((64, 64, 200, True), {"BC": 64, "BK": 64, "BV": 64, "NV": 4}),
+])
+def test_block_sizes(args, expected):
+    assert block_sizes(*args) == expected
+
+
+def test_block_sizes_max_bv():
+    assert block_sizes(64, 64, 200, True, max_bv=32) == {"BC": 64, "BK": 64, "BV": 32, "NV": 7}
+    assert block_sizes(64, 64, 200, False, max_bv=32)["BV"] == 256

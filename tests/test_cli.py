@@ -1,0 +1,29 @@
+"""`python -m flexla show NAME` prints the generated kernels of a shipped variant."""
+import os
+import subprocess
+import sys
+
+
+def flexla(*args):
+    return subprocess.run([sys.executable, "-m", "flexla", *args], capture_output=True, text=True, timeout=300,
+                          env=os.environ.copy())
+
+
+def test_show_prints_forward_and_backward_kernels():
+    out = flexla("show", "simple_gla")
+    assert out.returncode == 0, out.stderr
+    for kernel in ("def fused_fwd(", "def chunk_states(", "def chunk_output(", "def bwd("):
+        assert kernel in out.stdout
+    assert "@triton.jit" in out.stdout and "# Forward IR" in out.stdout and "# Backward IR" in out.stdout
+
+
+def test_list_and_unknown_name():
+    assert set(flexla("list").stdout.split()) >= {"linear_attn", "retention", "simple_gla", "gla"}
+    bad = flexla("show", "nope")
+    assert bad.returncode == 2 and "no shipped variant 'nope'" in bad.stderr
+
+
+def test_ir_prints_both_graphs():
+    out = flexla("ir", "gla")
+    assert out.returncode == 0, out.stderr
+    assert "def GLA_forward(" in out.stdout and "def GLA_backward(" in out.stdout
