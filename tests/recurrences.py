@@ -211,9 +211,12 @@ def simple_gla_ref(q, k, v, g=None, g_gamma=None, scale=None, initial_state=None
         S_t = exp(a_t) * S_{t-1} + k_t^T v_t
         o_t = scale * q_t S_t             (scale default K**-0.5)
 
-    Docs say only one of ``g``/``g_gamma`` should be given; FLA's kernels apply
-    both multiplicatively if both are passed (mirrored here). Neither -> plain
-    (unnormalised) linear attention. ``state_v_first=True`` means
+    FLA's docs say only one of ``g``/``g_gamma`` should be given and there is
+    no check: passing both gives GARBAGE in FLA 0.6.0 (``chunk_fwd_kernel_h``
+    overwrites the g_gamma cumsum with g's, mixing the two; measured rel err
+    ~1e23 on H200), so never compare that case against FLA. This reference
+    applies both (``a_t = g_t + g_gamma``), the natural semantics. Neither ->
+    plain (unnormalised) linear attention. ``state_v_first=True`` means
     ``initial_state``/final state are stored as ``[N,H,V,K]``.
     ``kwargs``: ``head_first`` -> DeprecationWarning; ``chunk_size`` ignored.
     Returns ``(o, final_state)``; FLA's final state is float32 ``[N,H,K,V]``.

@@ -106,5 +106,5 @@ def kernel_source(plan: KernelPlan, extras: list[Extra], direction: str) -> Kern
 def _ref(g: Graph, name: str) -> str:
     n = g[name]
     if n.op is Op.CONST:
-        return f"tl.zeros([BK, BV], dtype=tl.float32) + {float(n.a['value'])!r}"
+        return f"tl.zeros([BK, BV], dtype=ACC) + {float(n.a['value'])!r}"
     return var(name)

@@ -2,6 +2,7 @@
 
 A tile with symbolic shape [C, K] lives in a Triton block of shape [BC, BK]. Lanes beyond the
 valid length (the tail of the last chunk, K or V that are not powers of two) may hold anything:
+Values and accumulators have the dtype ACC (float32; float64 when the inputs are, for gradcheck).
 every op that mixes lanes along a dim (contraction, reduction, select, reverse cumsum) first
 zeroes the invalid lanes of that dim with `_keep`, which compiles to nothing when the dim is
 known to be full (MASK_<dim> constexpr false).
@@ -13,7 +14,7 @@ import sympy
 from ..ir import C, K, V, Graph, Node, Op
 
 DIM = {C: "C", K: "K", V: "V"}
-RESERVED = {"T", "H", "K", "V", "NT", "BC", "BK", "BV", "scale", "tl", "triton", "t", "n_valid"}
+RESERVED = {"T", "H", "K", "V", "NT", "BC", "BK", "BV", "ACC", "scale", "tl", "triton", "t", "n_valid", "row"}
 
 
 def var(name: str) -> str:
@@ -51,7 +52,7 @@ def _expand_to(expr: str, shape_from, shape_to) -> str:
     """Broadcast an expression to a block of shape_to (same rank or a scalar)."""
     if tuple(shape_from) == tuple(shape_to):
         return expr
-    return f"({expr} + tl.zeros({block(shape_to)}, dtype=tl.float32))"
+    return f"({expr} + tl.zeros({block(shape_to)}, dtype=ACC))"
 
 
 UNARY = {Op.NEG: "-({0})", Op.EXP: "tl.exp({0})", Op.LOG: "tl.log({0})", Op.SQRT: "tl.sqrt({0})",
@@ -136,12 +137,12 @@ class Lowering:
         if n.op is Op.FULL:
             if not n.shape:
                 return repr(float(a["value"]))
-            return f"tl.full({block(n.shape)}, {float(a['value'])!r}, tl.float32)"
+            return f"tl.full({block(n.shape)}, {float(a['value'])!r}, ACC)"
         if n.op is Op.EYE:
             i = lane_index(dim_name(n.shape[0]))
             return f"tl.where({i}[:, None] == {i}[None, :], 1.0, 0.0)"
         if n.op is Op.ARANGE:
-            return f"{lane_index(dim_name(n.shape[0]))}.to(tl.float32)"
+            return f"{lane_index(dim_name(n.shape[0]))}.to(ACC)"
         raise NotImplementedError(f"no Triton lowering for {n.op}")
 
     def reduce(self, n: Node, x: str) -> str:
@@ -166,7 +167,7 @@ class Lowering:
             return f"tl.sum(tl.trans({a}) * {b}, axis=0)[None, :]"
         if nn == 1:
             return f"tl.sum({a} * tl.trans({b}), axis=1)[:, None]"
-        dt = "DOT_DTYPE" if n.a.get("operand_dtype", "input") == "input" else "tl.float32"
+        dt = "DOT_DTYPE" if n.a.get("operand_dtype", "input") == "input" else "ACC"
         return f"tl.dot(({a}).to({dt}), ({b}).to({dt}), input_precision=DOT_PRECISION)"
 
 

@@ -8,7 +8,7 @@ import torch
 from .errors import CallbackError, CallError
 from .signature import Extra, candidate_tiles, declared_tiles, extra_names
 
-DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 
 
 def linear_attention(cls=None, *, chunk_size: int = 64, schedule: str | None = None, name: str | None = None):
@@ -72,13 +72,14 @@ class Variant:
     def __call__(self, q, k, v, *extras, scale=None, initial_state=None, output_final_state=False):
         from ..runtime import launch
         from ..runtime.function import LinearAttentionFunction
+        from ..runtime.launch import state_dtype
         roles = self._check(q, k, v, extras, initial_state)
         compiled = self._compile_for(roles, q, k, v, extras)
         K = q.shape[-1]
         scale = K ** -0.5 if scale is None else float(scale)
         q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
         extras = [e.contiguous() for e in extras]
-        h0 = initial_state.float().contiguous() if initial_state is not None else None
+        h0 = initial_state.to(state_dtype(q)).contiguous() if initial_state is not None else None
         opts = dict(scale=scale, output_final_state=output_final_state, chunk_size=self.chunk_size,
                     schedule=self.schedule, per_token=[r.per_token for r in roles])
         grads = torch.is_grad_enabled() and any(
@@ -128,7 +129,7 @@ class Variant:
             raise err("the sequence is empty (T = 0)", "pass at least one token")
         if q.dtype not in DTYPES or k.dtype != q.dtype or v.dtype != q.dtype:
             raise err(f"q, k, v have dtypes {q.dtype}, {k.dtype}, {v.dtype}",
-                      "use one of float32, float16, bfloat16 for all three")
+                      "use one of float32, float16, bfloat16 (or float64, for gradcheck) for all three")
         devices = {x.device for x in (q, k, v, *extras) if isinstance(x, torch.Tensor)}
         if initial_state is not None:
             devices.add(initial_state.device)
@@ -151,9 +152,9 @@ class Variant:
         for name, x in zip(self.extra_names, extras):
             if not isinstance(x, torch.Tensor):
                 raise err(f"extra input `{name}` is a {type(x).__name__}", "pass a tensor")
-            if x.dtype not in DTYPES + (torch.float64,):
+            if x.dtype not in DTYPES:
                 raise err(f"extra input `{name}` has dtype {x.dtype}", "use float32, float16, bfloat16 or float64 "
-                          "(extras are read as float32)")
+                          "(extras are read in the compute dtype)")
             tiles = candidate_tiles(self.name, name, x, B, T, H, K, V)
             if name in self.declared:
                 if self.declared[name] not in tiles:

@@ -10,7 +10,8 @@ import triton.language as tl
 from ..passes.schedule import choose_schedule
 from ..passes.tiling import block_sizes
 
-DOT_DTYPES = {torch.bfloat16: tl.bfloat16, torch.float16: tl.float16, torch.float32: tl.float32}
+DOT_DTYPES = {torch.bfloat16: tl.bfloat16, torch.float16: tl.float16, torch.float32: tl.float32,
+              torch.float64: tl.float64}
 
 
 def poison() -> bool:
@@ -29,6 +30,11 @@ def sm_count(device) -> int:
     return 1
 
 
+def state_dtype(x):
+    """States and accumulators are float32 (float64 for float64 inputs, used by gradcheck)."""
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
 class Launch:
     """Sizes and constexprs shared by every kernel of one call."""
 
@@ -42,7 +48,9 @@ class Launch:
             scale=float(scale), T=self.T, H=self.H, NT=self.NT, K=self.K, V=self.V, **bs,
             MASK_C=self.T % chunk_size != 0, MASK_K=self.K != bs["BK"], MASK_V=self.V % bs["BV"] != 0,
             USE_H0=use_h0, USE_HT=use_ht, DOT_DTYPE=DOT_DTYPES[q.dtype],
-            DOT_PRECISION="ieee" if q.dtype == torch.float32 else "tf32")
+            DOT_PRECISION="ieee" if q.dtype in (torch.float32, torch.float64) else "tf32",
+            ACC=tl.float64 if q.dtype == torch.float64 else tl.float32)
+
 
     def run(self, kernel, grid, pointers, num_warps=4, num_stages=1):
         kernel[grid](*pointers, **self.consts, num_warps=num_warps, num_stages=num_stages)
@@ -53,9 +61,9 @@ def forward(compiled, q, k, v, extras, scale, h0, want_ht, chunk_size, schedule=
     L = Launch(meta, q, v, chunk_size, scale, h0 is not None, want_ht)
     B, T, H, K, V, NT, NV = L.B, L.T, L.H, L.K, L.V, L.NT, L.NV
     o = _empty(B, T, H, V, dtype=v.dtype, device=v.device)
-    ht = _empty(B, H, K, V, dtype=torch.float32, device=v.device) if want_ht else None
+    ht = _empty(B, H, K, V, dtype=state_dtype(q), device=v.device) if want_ht else None
     sched = choose_schedule(B, H, NT, NV, sm_count(q.device), schedule)
-    states = _empty(B * H, NT, K, V, dtype=torch.float32, device=v.device) if sched == "chunk" else q
+    states = _empty(B * H, NT, K, V, dtype=state_dtype(q), device=v.device) if sched == "chunk" else q
     ptrs = [q, k, v, *extras, o, h0 if h0 is not None else q, ht if ht is not None else q, states]
     if sched == "fused":
         L.run(mod.fused_fwd, (NV, B * H), ptrs)
@@ -68,7 +76,7 @@ def forward(compiled, q, k, v, extras, scale, h0, want_ht, chunk_size, schedule=
 def chunk_states(compiled, q, k, v, extras, scale, h0, chunk_size):
     """The state entering every chunk, [B*H, NT, K, V] fp32 (recomputed for the backward)."""
     L = Launch(compiled.meta, q, v, chunk_size, scale, h0 is not None, False)
-    states = _empty(L.B * L.H, L.NT, L.K, L.V, dtype=torch.float32, device=v.device)
+    states = _empty(L.B * L.H, L.NT, L.K, L.V, dtype=state_dtype(q), device=v.device)
     ptrs = [q, k, v, *extras, q, h0 if h0 is not None else q, q, states]
     L.run(compiled.module.chunk_states, (L.NV, L.B * L.H), ptrs)
     return states
@@ -82,10 +90,10 @@ def backward(compiled, q, k, v, extras, scale, h0, do, dht, chunk_size, per_toke
     dq = _empty(*q.shape, dtype=q.dtype, device=q.device)
     dk = _empty(*k.shape, dtype=k.dtype, device=k.device)
     dv = _empty(*v.shape, dtype=v.dtype, device=v.device)
-    dextras = [_empty(*e.shape, dtype=torch.float32, device=e.device) if tok
-               else _empty(B, NT, *e.shape, dtype=torch.float32, device=e.device)
+    dextras = [_empty(*e.shape, dtype=state_dtype(q), device=e.device) if tok
+               else _empty(B, NT, *e.shape, dtype=state_dtype(q), device=e.device)
                for e, tok in zip(extras, per_token)]
-    dh0 = _empty(B, H, L.K, L.V, dtype=torch.float32, device=q.device) if h0 is not None else None
+    dh0 = _empty(B, H, L.K, L.V, dtype=state_dtype(q), device=q.device) if h0 is not None else None
     ptrs = [q, k, v, *extras, do, states, dht if dht is not None else q, dh0 if dh0 is not None else q,
             dq, dk, dv, *dextras]
     L.run(compiled.module.bwd, (1, B * H), ptrs)
