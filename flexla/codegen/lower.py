@@ -168,7 +168,7 @@ class Lowering:
         if nn == 1:
             return f"tl.sum({a} * tl.trans({b}), axis=1)[:, None]"
         dt = "DOT_DTYPE" if n.a.get("operand_dtype", "input") == "input" else "ACC"
-        return f"tl.dot(({a}).to({dt}), ({b}).to({dt}), input_precision=DOT_PRECISION)"
+        return f"tl.dot(({a}).to({dt}), ({b}).to({dt}), input_precision=DOT_PRECISION, out_dtype=ACC)"
 
 
 def lines(graph: Graph, names: list[str]) -> list[str]:

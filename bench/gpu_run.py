@@ -1,0 +1,230 @@
+"""One run on the GPU: bf16 correctness of every op against float64, then forward and
+forward+backward times of flexla next to FLA 0.6.0 (same inputs, same process), peak memory,
+and a short table. Results go to bench/results.json (and $OUT when set).
+
+    python bench/gpu_run.py            # on the GPU machine, FLA unpacked on PYTHONPATH
+    TRITON_INTERPRET=1 python bench/gpu_run.py --dry   # tiny shapes on the CPU, to test the script
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+import flexla.ops as fx  # noqa: E402
+from flexla.variants import get  # noqa: E402
+from recurrences import gla_ref, linear_attn_ref, retention_ref, simple_gla_ref  # noqa: E402
+
+OPS = ["chunk_linear_attn", "chunk_retention", "chunk_simple_gla", "chunk_gla"]
+FLA_BWD_REFUSED = {"chunk_simple_gla": "FLA 0.6.0 refuses this backward on Hopper with Triton 3.6 (its issue 640)"}
+START = time.time()
+
+
+def log(*a):
+    print(*a, flush=True)
+
+
+def load_fla():
+    try:
+        from fla.ops.gla import chunk_gla
+        from fla.ops.linear_attn import chunk_linear_attn
+        from fla.ops.retention import chunk_retention
+        from fla.ops.simple_gla import chunk_simple_gla
+        return dict(chunk_linear_attn=chunk_linear_attn, chunk_retention=chunk_retention,
+                    chunk_simple_gla=chunk_simple_gla, chunk_gla=chunk_gla)
+    except Exception as e:  # noqa: BLE001
+        log("FLA not importable:", e)
+        return {}
+
+
+def make_inputs(op, B, T, H, K, V, dtype, device, seed=0, grad=False):
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    r = lambda *s: torch.randn(*s, generator=gen).to(device)
+    x = dict(q=r(B, T, H, K).to(dtype), k=r(B, T, H, K).to(dtype), v=r(B, T, H, V).to(dtype))
+    if op == "chunk_simple_gla":
+        x["g"] = F.logsigmoid(r(B, T, H) + 3).float()
+    if op == "chunk_gla":
+        x["g"] = (F.logsigmoid(r(B, T, H, K) + 3) / 4).to(dtype)
+    if grad:
+        for t in x.values():
+            t.requires_grad_()
+    return x
+
+
+def call(fn, op, x, **kw):
+    extra = {"chunk_linear_attn": dict(normalize=False)}.get(op, {})
+    args = [x["q"], x["k"], x["v"]] + ([x["g"]] if "g" in x else [])
+    return fn(*args, **extra, **kw)
+
+
+REFS = {"chunk_linear_attn": linear_attn_ref,
+        "chunk_retention": retention_ref, "chunk_simple_gla": simple_gla_ref, "chunk_gla": gla_ref}
+
+
+def rel(a, b):
+    a, b = a.double(), b.double()
+    if torch.isnan(a).any():
+        return float("nan")
+    return ((a - b).norm() / b.norm()).item()
+
+
+def correctness(device, dtype, shapes, tol):
+    rows, ok = [], True
+    for op in OPS:
+        for (B, T, H, K, V) in shapes:
+            for sched in ("fused", "chunk"):
+                for v in ("linear_attn", "retention", "simple_gla", "gla"):
+                    get(v).schedule = sched
+                x = make_inputs(op, B, T, H, K, V, dtype, device, seed=T, grad=True)
+                h0 = torch.randn(B, H, K, V, device=device)
+                o, ht = call(getattr(fx, op), op, x, initial_state=h0, output_final_state=True)
+                do, dht = torch.randn_like(o), torch.randn_like(ht)
+                ((o.float() * do.float()).sum() + (ht * dht).sum()).backward()
+                xr = {n: t.detach().double().requires_grad_() for n, t in x.items()}
+                h0r = h0.double()
+                ro, rht = call(REFS[op], op, xr, initial_state=h0r, output_final_state=True)
+                ((ro * do.double()).sum() + (rht * dht.double()).sum()).backward()
+                errs = {"o": rel(o, ro), "ht": rel(ht, rht)}
+                errs.update({f"d{n}": rel(x[n].grad, xr[n].grad) for n in x})
+                worst = max(errs.values())
+                good = worst < tol  # NaN compares False: a NaN fails
+                ok &= good
+                rows.append(dict(op=op, shape=[B, T, H, K, V], schedule=sched, dtype=str(dtype), ok=good,
+                                 **{k: float(f"{e:.3g}") for k, e in errs.items()}))
+                log(f"{'PASS' if good else 'FAIL'} {op:18s} {(B, T, H, K, V)} {sched:5s} worst={worst:.2e} {errs}")
+    for v in ("linear_attn", "retention", "simple_gla", "gla"):
+        get(v).schedule = None
+    return ok, rows
+
+
+def floor_ms(op, mode, B, T, H, K, V):
+    """max(bytes / 4.2 TB/s, flops / 750 TFLOP/s): each input read once, each output written once."""
+    C = 64
+    gate = {"chunk_simple_gla": B * T * H * 4, "chunk_gla": B * T * H * K * 2}.get(op, 0)
+    io = 2 * (2 * B * T * H * K + 2 * B * T * H * V) + gate     # q, k, v in, o out (bf16)
+    flops = B * H * T * (2 * C * (K + V) + 4 * K * V)           # intra qk^T, A v; inter q S, k^T v
+    if mode == "fwdbwd":
+        io, flops = 2 * io + gate, 3 * flops                     # + do in, dq dk dv dg out
+    return max(io / 4.2e12, flops / 750e12) * 1e3
+
+
+def timing(device, dtype, fla, shapes, modes, budget_s, do_bench, save):
+    rows = []
+    meta = dict(device=torch.cuda.get_device_name() if device == "cuda" else "cpu", torch=torch.__version__,
+                triton=__import__("triton").__version__, date=datetime.date.today().isoformat())
+    for mode in modes:
+        for shape in shapes:
+            for op in OPS:
+                if time.time() - START > budget_s:
+                    log("time budget reached, skipping", op, shape, mode)
+                    continue
+                B, T, H, K, V = shape
+                x = make_inputs(op, B, T, H, K, V, dtype, device, grad=mode == "fwdbwd")
+                do = torch.randn(B, T, H, V, device=device, dtype=dtype)
+                row = dict(op=op, shape=list(shape), mode=mode, floor_ms=floor_ms(op, mode, *shape), **meta)
+                for who, fn in (("flexla", getattr(fx, op)), ("fla", fla.get(op))):
+                    key = f"{who}_ms"
+                    if fn is None or (who == "fla" and mode == "fwdbwd" and op in FLA_BWD_REFUSED):
+                        row[key] = None
+                        row["note"] = FLA_BWD_REFUSED.get(op, "FLA not available") if who == "fla" else None
+                        continue
+                    try:
+                        if mode == "fwd":
+                            run = lambda: call(fn, op, x)
+                        else:
+                            def run():
+                                o, _ = call(fn, op, x)
+                                o.backward(do)
+                        t0 = time.time()
+                        run()
+                        if device == "cuda":
+                            torch.cuda.synchronize()
+                        row[f"{who}_first_call_s"] = round(time.time() - t0, 2)
+                        if device == "cuda":
+                            torch.cuda.reset_peak_memory_stats()
+                            base = torch.cuda.memory_allocated()
+                            run()
+                            torch.cuda.synchronize()
+                            row[f"{who}_peak_mb"] = round((torch.cuda.max_memory_allocated() - base) / 2**20, 1)
+                        grads = [t for t in x.values()] if mode == "fwdbwd" else None
+                        row[key] = do_bench(run, warmup=25, rep=100, grad_to_none=grads, return_mode="median")
+                    except Exception as e:  # noqa: BLE001
+                        row[key] = None
+                        row[f"{who}_error"] = f"{type(e).__name__}: {str(e)[:300]}"
+                        log(f"ERROR {who} {op} {shape} {mode}: {row[f'{who}_error']}")
+                if row.get("flexla_ms") and row.get("fla_ms"):
+                    row["speedup"] = round(row["fla_ms"] / row["flexla_ms"], 3)
+                if row.get("flexla_ms"):
+                    row["flexla_floor_fraction"] = round(row["floor_ms"] / row["flexla_ms"], 3)
+                if row.get("fla_ms"):
+                    row["fla_floor_fraction"] = round(row["floor_ms"] / row["fla_ms"], 3)
+                rows.append(row)
+                save(rows)
+                log(json.dumps(row))
+    return rows
+
+
+def table(rows):
+    lines = [f"{'op':18s} {'shape':22s} {'mode':6s} {'flexla':>8s} {'fla':>8s} {'x':>6s} {'floor':>7s}"]
+    for r in rows:
+        f = lambda v: f"{v:8.3f}" if v else "     n/a"
+        lines.append(f"{r['op']:18s} {str(tuple(r['shape'])):22s} {r['mode']:6s} {f(r.get('flexla_ms'))} "
+                     f"{f(r.get('fla_ms'))} {r.get('speedup', float('nan')):6.2f} {r['floor_ms']:7.3f}")
+    geo = [r["speedup"] for r in rows if r.get("speedup")]
+    for mode in ("fwd", "fwdbwd"):
+        s = [r["speedup"] for r in rows if r.get("speedup") and r["mode"] == mode]
+        if s:
+            lines.append(f"geomean speedup {mode}: {math.exp(sum(map(math.log, s)) / len(s)):.3f} over {len(s)} rows")
+    return "\n".join(lines) if geo or rows else "no timings"
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--dry", action="store_true", help="tiny shapes on the CPU interpreter")
+    p.add_argument("--budget", type=float, default=500, help="seconds after which timing stops")
+    args = p.parse_args()
+    out = Path(os.environ.get("OUT", "/tmp" if args.dry else Path(__file__).parent))
+    if args.dry:
+        device, dtype, tol = "cpu", torch.float16, 2e-2
+        check_shapes = [(1, 37, 2, 16, 16)]
+        bench_shapes = [(1, 64, 2, 16, 16)]
+        fla = {}
+        do_bench = lambda fn, **kw: (lambda t0: (fn(), time.time() - t0)[1] * 1e3)(time.time())
+    else:
+        from triton.testing import do_bench
+        device, dtype, tol = "cuda", torch.bfloat16, 2e-2
+        check_shapes = [(2, 300, 4, 64, 64), (1, 130, 2, 40, 72)]
+        bench_shapes = [(8, 2048, 16, 128, 128), (1, 32768, 16, 128, 128), (4, 4096, 32, 64, 64)]
+        fla = load_fla()
+    log(f"== correctness ({dtype}, tolerance {tol}) ==")
+    try:
+        ok, checks = correctness(device, dtype, check_shapes, tol)
+    except Exception:  # noqa: BLE001
+        traceback.print_exc()
+        ok, checks = False, []
+    log(f"correctness: {'ALL PASS' if ok else 'FAILURES'}")
+    log("== timing ==")
+
+    def save(rows):
+        result = dict(correctness=checks, correct=ok, timings=rows)
+        for d in ({out} if args.dry else {out, Path(__file__).parent}):
+            (d / "results.json").write_text(json.dumps(result, indent=1))
+    save([])
+    rows = timing(device, dtype, fla, bench_shapes, ("fwd", "fwdbwd"), args.budget, do_bench, save) if ok else []
+    log(table(rows))
+
+
+if __name__ == "__main__":
+    main()
