@@ -80,18 +80,15 @@ class Graph:
 
     def ancestors(self, names: Iterable[str]) -> set[str]:
         """The given nodes and everything they depend on."""
-        g = self.to_networkx()
-        out = set()
-        for n in names:
-            out |= nx.ancestors(g, n) | {n}
-        return out
+        return self._closure(names, nx.ancestors)
 
     def descendants(self, names: Iterable[str]) -> set[str]:
+        """The given nodes and everything that depends on them."""
+        return self._closure(names, nx.descendants)
+
+    def _closure(self, names, step) -> set[str]:
         g = self.to_networkx()
-        out = set()
-        for n in names:
-            out |= nx.descendants(g, n) | {n}
-        return out
+        return set().union(*({n} | step(g, n) for n in names))
 
     def replace(self, nodes: list[Node] | None = None, outputs: dict | None = None, **meta) -> "Graph":
         return Graph(list(self.nodes if nodes is None else nodes),
