@@ -12,12 +12,17 @@ import math
 
 import torch
 
+from .variants.delta_rule import DeltaNet
+from .variants.delta_rule_qk_norm import DeltaNetQKNorm
+from .variants.gated_delta_rule import GatedDeltaNet
+from .variants.gated_delta_rule_qk_norm import GatedDeltaNetQKNorm
 from .variants.gla import GLA
 from .variants.linear_attn import LinearAttention
 from .variants.retention import Retention
 from .variants.simple_gla import SimpleGLA
 
-__all__ = ["chunk_linear_attn", "chunk_retention", "chunk_simple_gla", "chunk_gla"]
+__all__ = ["chunk_linear_attn", "chunk_retention", "chunk_simple_gla", "chunk_gla", "chunk_delta_rule",
+           "chunk_gated_delta_rule"]
 
 
 def _run(variant, q, k, v, extras, scale, initial_state, output_final_state, cu_seqlens):
@@ -94,3 +99,27 @@ def chunk_simple_gla(q, k, v, g=None, g_gamma=None, scale=None, initial_state=No
 def chunk_gla(q, k, v, g, scale=None, initial_state=None, output_final_state=False, cu_seqlens=None):
     """GLA: g [B, T, H, K], a per-key log decay per token."""
     return _run(GLA, q, k, v, [g], scale, initial_state, output_final_state, cu_seqlens)
+
+
+def _qk_norm_scale(q, scale):
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    return torch.full((q.shape[2],), float(scale), device=q.device)
+
+
+def chunk_delta_rule(q, k, v, beta, scale=None, initial_state=None, output_final_state=False,
+                     use_qk_l2norm_in_kernel=False, cu_seqlens=None):
+    """DeltaNet: beta [B, T, H] write strength; k is expected L2-normalised (or set
+    use_qk_l2norm_in_kernel=True to normalise q and k inside the kernel, as FLA does)."""
+    if use_qk_l2norm_in_kernel:
+        return _run(DeltaNetQKNorm, q, k, v, [beta, _qk_norm_scale(q, scale)], 1.0, initial_state,
+                    output_final_state, cu_seqlens)
+    return _run(DeltaNet, q, k, v, [beta], scale, initial_state, output_final_state, cu_seqlens)
+
+
+def chunk_gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None, output_final_state=False,
+                           use_qk_l2norm_in_kernel=False, cu_seqlens=None):
+    """Gated DeltaNet: g [B, T, H] log decay, beta [B, T, H] write strength."""
+    if use_qk_l2norm_in_kernel:
+        return _run(GatedDeltaNetQKNorm, q, k, v, [g, beta, _qk_norm_scale(q, scale)], 1.0, initial_state,
+                    output_final_state, cu_seqlens)
+    return _run(GatedDeltaNet, q, k, v, [g, beta], scale, initial_state, output_final_state, cu_seqlens)

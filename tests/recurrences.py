@@ -273,3 +273,45 @@ def gla_ref(q, k, v, g, scale=None, initial_state=None, output_final_state=False
     if not output_final_state:
         return o, None
     return o, (ht.transpose(-1, -2).contiguous() if state_v_first else ht)
+
+
+def _l2norm(x):
+    return x * torch.rsqrt((x * x).sum(-1, keepdim=True) + 1e-6)
+
+
+def gated_delta_rule_ref(q, k, v, g, beta, scale=None, initial_state=None, output_final_state=False,
+                         use_qk_l2norm_in_kernel=False):
+    r"""Reference for ``fla.ops.gated_delta_rule.chunk_gated_delta_rule`` (Yang et al., 2025)::
+
+        S_t = exp(g_t) S_{t-1}                                   # decay first
+        S_t = S_t + beta_t k_t^T (v_t - k_t S_t)                 # then the delta-rule write
+        o_t = s * q_t S_t
+
+    ``g`` [B,T,H] natural-log decay (``None``: no decay, i.e. DeltaNet), ``beta`` [B,T,H].
+    With ``use_qk_l2norm_in_kernel`` q and k are divided by sqrt(|x|^2 + 1e-6) first.
+    """
+    scale = _default_scale(scale, k)
+    q, k, v, beta = _f64(q), _f64(k), _f64(v), _f64(beta)
+    if use_qk_l2norm_in_kernel:
+        q, k = _l2norm(q), _l2norm(k)
+    B, T, H, K = q.shape
+    S = torch.zeros(B, H, K, v.shape[-1], dtype=_F64, device=q.device)
+    if initial_state is not None:
+        S = S + _f64(initial_state)
+    out = []
+    for t in range(T):
+        if g is not None:
+            S = _f64(g)[:, t].exp()[..., None, None] * S
+        kt = k[:, t]
+        err = v[:, t] - torch.einsum("bhk,bhkv->bhv", kt, S)
+        S = S + beta[:, t][..., None, None] * kt[..., :, None] * err[..., None, :]
+        out.append(scale * torch.einsum("bhk,bhkv->bhv", q[:, t], S))
+    return torch.stack(out, 1), (S if output_final_state else None)
+
+
+def delta_rule_ref(q, k, v, beta, scale=None, initial_state=None, output_final_state=False,
+                   use_qk_l2norm_in_kernel=False):
+    """Reference for ``fla.ops.delta_rule.chunk_delta_rule`` (Schlag et al., 2021): the gated
+    delta rule without decay, ``S_t = S_{t-1} + beta_t k_t^T (v_t - k_t S_{t-1})``."""
+    return gated_delta_rule_ref(q, k, v, None, beta, scale, initial_state, output_final_state,
+                                use_qk_l2norm_in_kernel)

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 import flexla
+import torch.nn.functional as F
 from flexla import CallbackError, CallError
 from flexla.variants import get
 
@@ -113,3 +114,30 @@ def test_bad_options():
         flexla.linear_attention(chunk_size=48)(type("X", (), {}))
     with pytest.raises(CallbackError, match="has no `intra`"):
         flexla.linear_attention(type("X", (), {}))
+
+
+def test_three_dimensional_tile_names_the_line():
+    def intra(q, k, v):
+        A = (q[:, None, :] * k[None, :, :]).sum(-1)     # a [C, C, K] intermediate
+        return dict(o=A.tril() @ v, q=q, kv=k.T @ v)
+    with pytest.raises(CallbackError) as e:
+        make(intra=intra)(*qkv())
+    assert "3-D tile" in str(e.value) and "q[:, None, :] * k[None, :, :]" in str(e.value)
+
+
+def test_in_place_and_composite_ops_in_the_backward(rel):
+    """abs, clamp with two bounds, silu and tanh need sgn, logical_and_ and in-place ops in their vjp."""
+    def intra(q, k, v):
+        q = F.silu(q).clamp(-2, 2) + torch.tanh(k).abs()
+        return dict(o=(q @ k.T).tril() @ v, q=q, kv=k.T @ v)
+    variant = make(intra=intra)
+    xs = [x.requires_grad_() for x in qkv()]
+    o, _ = variant(*xs)
+    o.square().sum().backward()
+    ref = [x.detach().double().requires_grad_() for x in xs]
+    from eager import run_eager
+    eo, _ = run_eager(variant, *ref)
+    eo.square().sum().backward()
+    assert rel(o, eo) < 1e-5
+    for a, b in zip(xs, ref):
+        assert rel(a.grad, b.grad) < 1e-4

@@ -59,7 +59,7 @@ UNARY = {Op.NEG: "-({0})", Op.EXP: "tl.exp({0})", Op.LOG: "tl.log({0})", Op.SQRT
          Op.RSQRT: "tl.rsqrt({0})", Op.ABS: "tl.abs({0})", Op.SIGMOID: "tl.sigmoid({0})"}
 BINARY = {Op.ADD: "{0} + {1}", Op.SUB: "{0} - {1}", Op.MUL: "{0} * {1}", Op.DIV: "{0} / {1}",
           Op.GT: "{0} > {1}", Op.GE: "{0} >= {1}", Op.LT: "{0} < {1}", Op.LE: "{0} <= {1}",
-          Op.EQ: "{0} == {1}", Op.MAXIMUM: "tl.maximum({0}, {1})", Op.MINIMUM: "tl.minimum({0}, {1})"}
+          Op.EQ: "{0} == {1}", Op.AND: "{0} & {1}", Op.MAXIMUM: "tl.maximum({0}, {1})", Op.MINIMUM: "tl.minimum({0}, {1})"}
 
 
 class Lowering:
@@ -134,6 +134,11 @@ class Lowering:
             if len(n.shape) == 2:
                 hit, x = (f"{hit}[:, None]", f"{x}[None, :]") if ax == 0 else (f"{hit}[None, :]", f"{x}[:, None]")
             return f"tl.where({hit}, {x}, 0.0)"
+        if n.op is Op.TRISOLVE:
+            d = dim_name(n.shape[0])
+            A, B = keep(args[0], self.shape(n.inputs[0]), 1), keep(args[1], self.shape(n.inputs[1]), 0)
+            fn = "_trisolve_upper" if a["upper"] else "_trisolve_lower"
+            return f"{fn}({A}, {B}, {lane_index(d)}, {valid_length(d)}, UNIT={a['unit']})"
         if n.op is Op.FULL:
             if not n.shape:
                 return repr(float(a["value"]))

@@ -20,7 +20,8 @@ def check_affine(graph: Graph, state: str = "S") -> None:
         dep = [i in s_dep for i in n.inputs]
         ok = (n.op in LINEAR
               or (n.op in (Op.MUL, Op.MM) and sum(dep) == 1)
-              or (n.op is Op.DIV and dep == [True, False]))
+              or (n.op is Op.DIV and dep == [True, False])
+              or (n.op is Op.TRISOLVE and dep == [False, True]))
         if not ok:
             where = n.loc.split(", ", 1)[1] if n.loc and ", " in n.loc else None
             raise CallbackError(

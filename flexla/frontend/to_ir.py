@@ -30,6 +30,10 @@ class Builder:
         except ShapeError as e:
             raise self.error(f"{op.value} does not fit: {e}", "tiles have at most two dimensions; "
                              "check the shapes on this line") from None
+        if len(node.shape) > 2:
+            raise self.error(f"a {len(node.shape)}-D tile {list(node.shape)}",
+                             "flexla's tiles have at most two dimensions: write the product with @ or "
+                             "reduce one dim first")
         self.nodes.append(node)
         self.shapes[name] = node.shape
         return name
@@ -225,6 +229,43 @@ def _flip(b, x, dims, **kw):
     raise b.error("flip", "flip is supported only as part of a reverse cumsum")
 
 
+def _solve_triangular(b, A, B, *, upper, left=True, unitriangular=False, **kw):
+    """linalg.solve_triangular; X A = B (left=False) is solved as A^T X^T = B^T."""
+    a, y = b.operand(A), b.operand(B)
+    if len(b.shapes[y]) != 2:
+        raise b.error("solve_triangular with a vector right-hand side", "pass B as a [N, M] matrix (b[:, None])")
+    if left:
+        return b.add(Op.TRISOLVE, (a, y), upper=bool(upper), unit=bool(unitriangular))
+    at, yt = b.add(Op.TRANSPOSE, (a,)), b.add(Op.TRANSPOSE, (y,))
+    return b.add(Op.TRANSPOSE, (b.add(Op.TRISOLVE, (at, yt), upper=not upper, unit=bool(unitriangular)),))
+
+
+def _masked_fill(b, x, mask, value, **kw):
+    return b.add(Op.WHERE, (b.operand(mask), b.operand(value), b.operand(x)))
+
+
+def _sign(b, x, **kw):
+    x = b.operand(x)
+    zero, one = b.operand(0.0), b.operand(1.0)
+    pos = b.add(Op.WHERE, (b.add(Op.GT, (x, zero)), one, zero))
+    return b.add(Op.SUB, (pos, b.add(Op.WHERE, (b.add(Op.LT, (x, zero)), one, zero))))
+
+
+def _tanh(b, x, **kw):
+    two = b.operand(2.0)
+    s = b.add(Op.SIGMOID, (b.add(Op.MUL, (b.operand(x), two)),))
+    return b.add(Op.SUB, (b.add(Op.MUL, (s, two)), b.operand(1.0)))
+
+
+def functional(target):
+    """aten.sub_.Tensor -> aten.sub.Tensor: the out-of-place twin of an in-place op, or None."""
+    name = target.overloadpacket.__name__
+    if not name.endswith("_"):
+        return None
+    packet = getattr(aten, name[:-1], None)
+    return getattr(packet, target._overloadname, None) if packet is not None else None
+
+
 def _eye(b, n, *args, **kw):
     m = args[0] if args and isinstance(args[0], int) else n
     if m != n:
@@ -272,6 +313,12 @@ HANDLERS = {
     aten.full_like.default: _full_like(), aten.new_zeros.default: _new_full(0.0),
     aten.new_ones.default: _new_full(1.0), aten.new_full.default: _new_full(),
     aten.scalar_tensor.default: lambda b, v, **kw: b.operand(float(v)),
+    aten.linalg_solve_triangular.default: _solve_triangular,
+    aten.masked_fill.Scalar: _masked_fill, aten.masked_fill.Tensor: _masked_fill,
+    aten.sgn.default: _sign, aten.sign.default: _sign, aten.tanh.default: _tanh,
+    aten.logical_and.default: _binary(Op.AND),
+    aten.fill.Scalar: lambda b, x, value, **kw: _full_like(value)(b, x),
+    aten.empty_like.default: _full_like(0.0),
     aten.eye.default: _eye, aten.arange.default: _arange, aten.arange.start: _arange,
     aten.clone.default: _identity, aten.alias.default: _identity, aten.detach.default: _identity,
     aten._to_copy.default: _identity, aten.lift_fresh_copy.default: _identity,
@@ -293,6 +340,10 @@ def to_ir(gm: torch.fx.GraphModule, inputs: list[tuple[str, tuple]], outputs: li
         if node.op == "call_function":
             b.loc = node.meta.get("stack_trace")
             handler = HANDLERS.get(node.target)
+            twin = functional(node.target) if handler is None else None
+            if twin in HANDLERS:            # in-place op: compute it, then rebind the mutated input
+                b.env[node] = b.env[node.args[0]] = HANDLERS[twin](b, *node.args, **node.kwargs)
+                continue
             if handler is None:
                 raise b.error(f"torch op `{node.target}` is not supported by flexla",
                               "write it with supported ops (see docs/variants.md, 'Supported operations')")

@@ -7,7 +7,7 @@ from typing import Any, Iterable
 
 import networkx as nx
 
-from .ops import Op, Shape, infer_shape
+from .ops import COMPARISONS, Op, Shape, infer_shape
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ def make_node(name: str, op: Op, inputs: Iterable[str], attrs: dict, shapes: dic
     inputs = tuple(inputs)
     attrs_t = tuple(sorted((k, _freeze(v)) for k, v in attrs.items()))
     shape = infer_shape(op, [shapes[i] for i in inputs], attrs)
-    dtype = "i1" if op.name in ("GT", "GE", "LT", "LE", "EQ") else "f32"
+    dtype = "i1" if op in COMPARISONS else "f32"
     return Node(name, op, inputs, attrs_t, tuple(shape), dtype, loc)
 
 

@@ -40,6 +40,7 @@ class Op(enum.Enum):
     LT = "lt"
     LE = "le"
     EQ = "eq"
+    AND = "and"
     # structure
     MM = "mm"                # attrs: operand_dtype ("input" | "fp32"), set by the precision pass
     TRANSPOSE = "transpose"
@@ -54,13 +55,14 @@ class Op(enum.Enum):
     TRIU = "triu"            # attrs: diagonal
     SELECT = "select"        # attrs: dim, index (negative counts from the end of the valid part)
     PLACE = "place"          # attrs: shape, dim, index; the adjoint of SELECT (zeros elsewhere)
+    TRISOLVE = "trisolve"    # (A [N, N], B [N, M]), attrs: upper, unit; X with A X = B, A triangular
     FLIP = "flip"            # attrs: dim; only while tracing, until flip-cumsum-flip becomes REVCUMSUM
 
 
 UNARY = {Op.NEG, Op.EXP, Op.LOG, Op.SQRT, Op.RSQRT, Op.ABS, Op.SIGMOID, Op.POW}
 BINARY = {Op.ADD, Op.SUB, Op.MUL, Op.DIV, Op.MAXIMUM, Op.MINIMUM,
-          Op.GT, Op.GE, Op.LT, Op.LE, Op.EQ}
-COMPARISONS = {Op.GT, Op.GE, Op.LT, Op.LE, Op.EQ}
+          Op.GT, Op.GE, Op.LT, Op.LE, Op.EQ, Op.AND}
+COMPARISONS = {Op.GT, Op.GE, Op.LT, Op.LE, Op.EQ, Op.AND}    # their results are booleans
 ELEMENTWISE = UNARY | BINARY | {Op.WHERE}
 REDUCTIONS = {Op.SUM, Op.MAX}
 
@@ -99,6 +101,11 @@ def infer_shape(op: Op, shapes: list[Shape], attrs: dict) -> Shape:
         if len(x) != 2 or len(y) != 2 or x[1] != y[0]:
             raise ShapeError(f"mm of {x} and {y}")
         return (x[0], y[1])
+    if op is Op.TRISOLVE:
+        y = rest[0]
+        if len(x) != 2 or x[0] != x[1] or len(y) != 2 or y[0] != x[0]:
+            raise ShapeError(f"triangular solve of {x} and {y}")
+        return y
     if op is Op.TRANSPOSE:
         if len(x) != 2:
             raise ShapeError(f"transpose of rank-{len(x)} tile")
