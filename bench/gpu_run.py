@@ -25,10 +25,14 @@ import torch.nn.functional as F  # noqa: E402
 
 import flexla.ops as fx  # noqa: E402
 from flexla.variants import get  # noqa: E402
-from recurrences import gla_ref, linear_attn_ref, retention_ref, simple_gla_ref  # noqa: E402
+from recurrences import (delta_rule_ref, gated_delta_rule_ref, gla_ref, linear_attn_ref,  # noqa: E402
+                         retention_ref, simple_gla_ref)
 
-OPS = ["chunk_linear_attn", "chunk_retention", "chunk_simple_gla", "chunk_gla"]
-FLA_BWD_REFUSED = {"chunk_simple_gla": "FLA 0.6.0 refuses this backward on Hopper with Triton 3.6 (its issue 640)"}
+OPS = ["chunk_linear_attn", "chunk_retention", "chunk_simple_gla", "chunk_gla", "chunk_delta_rule",
+       "chunk_gated_delta_rule"]
+VARIANTS = ["linear_attn", "retention", "simple_gla", "gla", "delta_rule", "gated_delta_rule"]
+FLA_BWD_REFUSED = {op: "FLA 0.6.0 refuses this backward on Hopper with Triton 3.6 (its issue 640)"
+                   for op in ("chunk_simple_gla", "chunk_gated_delta_rule")}
 START = time.time()
 
 
@@ -42,8 +46,11 @@ def load_fla():
         from fla.ops.linear_attn import chunk_linear_attn
         from fla.ops.retention import chunk_retention
         from fla.ops.simple_gla import chunk_simple_gla
+        from fla.ops.delta_rule import chunk_delta_rule
+        from fla.ops.gated_delta_rule import chunk_gated_delta_rule
         return dict(chunk_linear_attn=chunk_linear_attn, chunk_retention=chunk_retention,
-                    chunk_simple_gla=chunk_simple_gla, chunk_gla=chunk_gla)
+                    chunk_simple_gla=chunk_simple_gla, chunk_gla=chunk_gla, chunk_delta_rule=chunk_delta_rule,
+                    chunk_gated_delta_rule=chunk_gated_delta_rule)
     except Exception as e:  # noqa: BLE001
         log("FLA not importable:", e)
         return {}
@@ -53,8 +60,11 @@ def make_inputs(op, B, T, H, K, V, dtype, device, seed=0, grad=False):
     gen = torch.Generator(device="cpu").manual_seed(seed)
     r = lambda *s: torch.randn(*s, generator=gen).to(device)
     x = dict(q=r(B, T, H, K).to(dtype), k=r(B, T, H, K).to(dtype), v=r(B, T, H, V).to(dtype))
-    if op == "chunk_simple_gla":
+    if op in ("chunk_simple_gla", "chunk_gated_delta_rule"):
         x["g"] = F.logsigmoid(r(B, T, H) + 3).float()
+    if op in ("chunk_delta_rule", "chunk_gated_delta_rule"):
+        x["k"] = F.normalize(x["k"].float(), dim=-1).to(dtype)
+        x["beta"] = torch.rand(B, T, H, generator=gen).to(device).to(dtype)
     if op == "chunk_gla":
         x["g"] = (F.logsigmoid(r(B, T, H, K) + 3) / 4).to(dtype)
     if grad:
@@ -65,12 +75,13 @@ def make_inputs(op, B, T, H, K, V, dtype, device, seed=0, grad=False):
 
 def call(fn, op, x, **kw):
     extra = {"chunk_linear_attn": dict(normalize=False)}.get(op, {})
-    args = [x["q"], x["k"], x["v"]] + ([x["g"]] if "g" in x else [])
+    args = [x["q"], x["k"], x["v"]] + ([x["g"]] if "g" in x else []) + ([x["beta"]] if "beta" in x else [])
     return fn(*args, **extra, **kw)
 
 
 REFS = {"chunk_linear_attn": linear_attn_ref,
-        "chunk_retention": retention_ref, "chunk_simple_gla": simple_gla_ref, "chunk_gla": gla_ref}
+        "chunk_retention": retention_ref, "chunk_simple_gla": simple_gla_ref, "chunk_gla": gla_ref,
+        "chunk_delta_rule": delta_rule_ref, "chunk_gated_delta_rule": gated_delta_rule_ref}
 
 
 def rel(a, b):
@@ -80,12 +91,12 @@ def rel(a, b):
     return ((a - b).norm() / b.norm()).item()
 
 
-def correctness(device, dtype, shapes, tol):
+def correctness(device, dtype, shapes, tol, ops):
     rows, ok = [], True
-    for op in OPS:
+    for op in ops:
         for (B, T, H, K, V) in shapes:
             for sched in ("fused", "chunk"):
-                for v in ("linear_attn", "retention", "simple_gla", "gla"):
+                for v in VARIANTS:
                     get(v).schedule = sched
                 x = make_inputs(op, B, T, H, K, V, dtype, device, seed=T, grad=True)
                 h0 = torch.randn(B, H, K, V, device=device)
@@ -104,7 +115,7 @@ def correctness(device, dtype, shapes, tol):
                 rows.append(dict(op=op, shape=[B, T, H, K, V], schedule=sched, dtype=str(dtype), ok=good,
                                  **{k: float(f"{e:.3g}") for k, e in errs.items()}))
                 log(f"{'PASS' if good else 'FAIL'} {op:18s} {(B, T, H, K, V)} {sched:5s} worst={worst:.2e} {errs}")
-    for v in ("linear_attn", "retention", "simple_gla", "gla"):
+    for v in VARIANTS:
         get(v).schedule = None
     return ok, rows
 
@@ -120,21 +131,25 @@ def floor_ms(op, mode, B, T, H, K, V):
     return max(io / 4.2e12, flops / 750e12) * 1e3
 
 
-def timing(device, dtype, fla, shapes, modes, budget_s, do_bench, save):
+def timing(device, dtype, fla, shapes, modes, budget_s, do_bench, save, ops, schedules):
     rows = []
     meta = dict(device=torch.cuda.get_device_name() if device == "cuda" else "cpu", torch=torch.__version__,
                 triton=__import__("triton").__version__, date=datetime.date.today().isoformat())
     for mode in modes:
         for shape in shapes:
-            for op in OPS:
+            for op, sched in [(op, s) for op in ops for s in schedules]:
+                for v in VARIANTS:
+                    get(v).schedule = sched
                 if time.time() - START > budget_s:
                     log("time budget reached, skipping", op, shape, mode)
                     continue
                 B, T, H, K, V = shape
                 x = make_inputs(op, B, T, H, K, V, dtype, device, grad=mode == "fwdbwd")
                 do = torch.randn(B, T, H, V, device=device, dtype=dtype)
-                row = dict(op=op, shape=list(shape), mode=mode, floor_ms=floor_ms(op, mode, *shape), **meta)
-                for who, fn in (("flexla", getattr(fx, op)), ("fla", fla.get(op))):
+                row = dict(op=op, shape=list(shape), mode=mode, schedule=sched or "auto",
+                           floor_ms=floor_ms(op, mode, *shape), **meta)
+                peers = (("flexla", getattr(fx, op)),) + ((("fla", fla.get(op)),) if sched is schedules[0] else ())
+                for who, fn in peers:
                     key = f"{who}_ms"
                     if fn is None or (who == "fla" and mode == "fwdbwd" and op in FLA_BWD_REFUSED):
                         row[key] = None
@@ -177,10 +192,10 @@ def timing(device, dtype, fla, shapes, modes, budget_s, do_bench, save):
 
 
 def table(rows):
-    lines = [f"{'op':18s} {'shape':22s} {'mode':6s} {'flexla':>8s} {'fla':>8s} {'x':>6s} {'floor':>7s}"]
+    lines = [f"{'op':22s} {'shape':22s} {'mode':6s} {'sched':5s} {'flexla':>8s} {'fla':>8s} {'x':>6s} {'floor':>7s}"]
     for r in rows:
         f = lambda v: f"{v:8.3f}" if v else "     n/a"
-        lines.append(f"{r['op']:18s} {str(tuple(r['shape'])):22s} {r['mode']:6s} {f(r.get('flexla_ms'))} "
+        lines.append(f"{r['op']:22s} {str(tuple(r['shape'])):22s} {r['mode']:6s} {r['schedule']:5s} {f(r.get('flexla_ms'))} "
                      f"{f(r.get('fla_ms'))} {r.get('speedup', float('nan')):6.2f} {r['floor_ms']:7.3f}")
     geo = [r["speedup"] for r in rows if r.get("speedup")]
     for mode in ("fwd", "fwdbwd"):
@@ -196,6 +211,9 @@ def main():
     p.add_argument("--budget", type=float, default=500, help="seconds after which timing stops")
     p.add_argument("--modes", default="fwd,fwdbwd", help="fwd, fwdbwd or both")
     p.add_argument("--skip-check", action="store_true", help="time without the correctness pass (after a run that did it)")
+    p.add_argument("--ops", default=",".join(OPS), help="comma-separated ops")
+    p.add_argument("--fla-ops", default=",".join(OPS), help="ops to time FLA on too (its first call autotunes for minutes)")
+    p.add_argument("--schedules", default="auto", help="flexla schedules to time: auto, fused, chunk (comma-separated)")
     args = p.parse_args()
     out = Path(os.environ.get("OUT", "/tmp" if args.dry else Path(__file__).parent))
     if args.dry:
@@ -209,10 +227,11 @@ def main():
         device, dtype, tol = "cuda", torch.bfloat16, 2e-2
         check_shapes = [(2, 300, 4, 64, 64), (1, 130, 2, 40, 72)]
         bench_shapes = [(8, 2048, 16, 128, 128), (1, 32768, 16, 128, 128), (4, 4096, 32, 64, 64)]
-        fla = load_fla()
+        fla = {k: f for k, f in load_fla().items() if k in args.fla_ops.split(",")}
     log(f"== correctness ({dtype}, tolerance {tol}) ==")
     try:
-        ok, checks = (True, []) if args.skip_check else correctness(device, dtype, check_shapes, tol)
+        ok, checks = (True, []) if args.skip_check else correctness(device, dtype, check_shapes, tol,
+                                                                    args.ops.split(","))
     except Exception:  # noqa: BLE001
         traceback.print_exc()
         ok, checks = False, []
@@ -224,7 +243,8 @@ def main():
         for d in ({out} if args.dry else {out, Path(__file__).parent}):
             (d / "results.json").write_text(json.dumps(result, indent=1))
     save([])
-    rows = timing(device, dtype, fla, bench_shapes, args.modes.split(","), args.budget, do_bench, save) if ok else []
+    rows = timing(device, dtype, fla, bench_shapes, args.modes.split(","), args.budget, do_bench, save,
+                  args.ops.split(","), [None if s == "auto" else s for s in args.schedules.split(",")]) if ok else []
     log(table(rows))
 
 

@@ -23,6 +23,7 @@ from .frontend.trace import SECOND_SIZES, backward_step, forward_step, trace
 from .ir import C, K, V, Graph
 from .passes.partition import partition_backward, partition_forward
 from .passes.pipeline import debug, run_passes
+from .passes.tiling import v_split_blocker
 
 VERSION = "0.1.0"
 SYMBOLS = {"C": C, "K": K, "V": V}
@@ -122,6 +123,7 @@ def compile_variant(name: str, callbacks: dict, extras: list[Extra]) -> Compiled
         "extras": [(e.name, e.tile) for e in extras],
         "v_split": bool(fwd.meta["v_split"]),
         "v_split_blocker": fwd.meta["v_split_blocker"],
+        "bwd_v_split": v_split_blocker(bplans["bwd_states"].graph) is None,
         "recompute": fplans["chunk_output"].graph.meta.get("recompute", {}),
         "kernels": [k.name for k in kernels],
     }

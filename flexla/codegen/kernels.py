@@ -13,7 +13,10 @@ from ..passes.partition import KernelPlan
 from .lower import lines, var
 
 TEMPLATES = {"fused_fwd": "fused.py.jinja", "chunk_states": "chunk_states.py.jinja",
-             "chunk_output": "chunk_output.py.jinja", "bwd": "backward.py.jinja"}
+             "chunk_output": "chunk_output.py.jinja", "bwd": "backward.py.jinja",
+             "bwd_states": "backward_states.py.jinja", "bwd_grads": "backward_grads.py.jinja"}
+CARRIED = {"fused_fwd": "S", "chunk_states": "S", "bwd": "dS_next", "bwd_states": "dS_next"}
+NEXT = {"fused_fwd": "S_next", "chunk_states": "S_next", "bwd": "dS", "bwd_states": "dS"}
 
 
 @dataclass(frozen=True)
@@ -34,7 +37,7 @@ def forward_pointers(extras: list[Extra]) -> list[str]:
 
 
 def backward_pointers(extras: list[Extra]) -> list[str]:
-    return (["q", "k", "v"] + [e.name for e in extras] + ["do", "states", "dht", "dh0", "dq", "dk", "dv"]
+    return (["q", "k", "v"] + [e.name for e in extras] + ["do", "states", "dstates", "dht", "dh0", "dq", "dk", "dv"]
             + [f"d_{e.name}" for e in extras])
 
 
@@ -48,6 +51,8 @@ def input_access(name: str, extras: dict[str, Extra]) -> Access:
         return Access(v, f"{name}_ptr", "token", "V")
     if name == "S":
         return Access(v, "states_ptr", "chunk_state")
+    if name == "dS_next":          # when not carried: read back from the reverse scan
+        return Access(v, "dstates_ptr", "chunk_state")
     e = extras[name]
     return Access(v, f"{name}_ptr", "token" if e.per_token else "head", e.feature)
 
@@ -76,6 +81,7 @@ class KernelSource:
     h0: Access | None = None
     ht: Access | None = None
     states: Access | None = None
+    dstates: Access | None = None
     dht: Access | None = None
     dh0: Access | None = None
 
@@ -83,11 +89,11 @@ class KernelSource:
 def kernel_source(plan: KernelPlan, extras: list[Extra], direction: str) -> KernelSource:
     g: Graph = plan.graph
     by_name = {e.name: e for e in extras}
-    carried = {"fused_fwd": "S", "chunk_states": "S", "chunk_output": None, "bwd": "dS_next"}[plan.name]
+    carried = CARRIED.get(plan.name)
     used = {i for n in g.nodes for i in n.inputs} | set(g.outputs.values())
     loads = [input_access(n.name, by_name) for n in g.inputs if n.name in used and n.name != carried]
     phases = {p: lines(g, names) for p, names in plan.phases.items()}
-    next_role = {"fused_fwd": "S_next", "chunk_states": "S_next", "bwd": "dS"}.get(plan.name)
+    next_role = NEXT.get(plan.name)
     stores = [(output_access(role, by_name), _ref(g, name)) for role, name in g.outputs.items()
               if role not in ("S_next", "dS")]
     pointers = forward_pointers(extras) if direction == "forward" else backward_pointers(extras)
@@ -96,6 +102,7 @@ def kernel_source(plan: KernelPlan, extras: list[Extra], direction: str) -> Kern
         ks.carry = var(carried)
         ks.state_next = _ref(g, g.outputs[next_role])
     ks.states = Access(var("S"), "states_ptr", "chunk_state")
+    ks.dstates = Access("", "dstates_ptr", "chunk_state")
     if direction == "forward":
         ks.h0, ks.ht = Access(ks.carry, "h0_ptr", "state"), Access("", "ht_ptr", "state")
     else:

@@ -92,5 +92,11 @@ def partition_forward(graph: Graph) -> dict[str, KernelPlan]:
 
 
 def partition_backward(graph: Graph) -> dict[str, KernelPlan]:
-    body = [n.name for n in graph.nodes if n.op not in (Op.INPUT, Op.CONST)]
-    return {"bwd": KernelPlan("bwd", graph, {"grad": body})}
+    """The fused backward (one reverse walk computing everything), and its chunk-parallel split:
+    the state gradient's reverse scan alone, then every chunk's input gradients in parallel."""
+    body = lambda g: {"grad": [n.name for n in g.nodes if n.op not in (Op.INPUT, Op.CONST)]}
+    scan = graph.subgraph({"dS": graph.outputs["dS"]})
+    grads = graph.subgraph({k: v for k, v in graph.outputs.items() if k != "dS"})
+    return {"bwd": KernelPlan("bwd", graph, body(graph)),
+            "bwd_states": KernelPlan("bwd_states", scan, body(scan)),
+            "bwd_grads": KernelPlan("bwd_grads", grads, body(grads))}

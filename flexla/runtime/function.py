@@ -24,5 +24,6 @@ class LinearAttentionFunction(torch.autograd.Function):
         opts = ctx.opts
         dq, dk, dv, dextras, dh0 = launch.backward(
             ctx.compiled, q, k, v, extras, opts["scale"], h0, do.contiguous(),
-            dht.contiguous() if dht is not None else None, opts["chunk_size"], opts["per_token"])
+            dht.contiguous() if dht is not None else None, opts["chunk_size"], opts["per_token"],
+            opts["schedule"])
         return (None, None, dq, dk, dv, dh0, *dextras)

@@ -82,11 +82,15 @@ def chunk_states(compiled, q, k, v, extras, scale, h0, chunk_size):
     return states
 
 
-def backward(compiled, q, k, v, extras, scale, h0, do, dht, chunk_size, per_token):
-    """Gradients of q, k, v, each extra and the initial state."""
+def backward(compiled, q, k, v, extras, scale, h0, do, dht, chunk_size, per_token, schedule=None):
+    """Gradients of q, k, v, each extra and the initial state. The fused schedule walks each
+    (batch, head) in reverse once; the chunk-parallel one runs the state-gradient scan alone
+    (V split when legal) and then every chunk's gradients in parallel, for one more fp32 state
+    per chunk of memory (`dstates`)."""
     states = chunk_states(compiled, q, k, v, extras, scale, h0, chunk_size)
     L = Launch(compiled.meta, q, v, chunk_size, scale, h0 is not None, dht is not None, v_split=False)
     B, H, NT = L.B, L.H, L.NT
+    sched = choose_schedule(B, H, NT, 1, sm_count(q.device), schedule)
     dq = _empty(*q.shape, dtype=q.dtype, device=q.device)
     dk = _empty(*k.shape, dtype=k.dtype, device=k.device)
     dv = _empty(*v.shape, dtype=v.dtype, device=v.device)
@@ -94,9 +98,16 @@ def backward(compiled, q, k, v, extras, scale, h0, do, dht, chunk_size, per_toke
                else _empty(B, NT, *e.shape, dtype=state_dtype(q), device=e.device)
                for e, tok in zip(extras, per_token)]
     dh0 = _empty(B, H, L.K, L.V, dtype=state_dtype(q), device=q.device) if h0 is not None else None
-    ptrs = [q, k, v, *extras, do, states, dht if dht is not None else q, dh0 if dh0 is not None else q,
-            dq, dk, dv, *dextras]
-    L.run(compiled.module.bwd, (1, B * H), ptrs)
+    dstates = _empty(B * H, NT, L.K, L.V, dtype=state_dtype(q), device=q.device) if sched == "chunk" else q
+    ptrs = [q, k, v, *extras, do, states, dstates, dht if dht is not None else q,
+            dh0 if dh0 is not None else q, dq, dk, dv, *dextras]
+    if sched == "fused":
+        L.run(compiled.module.bwd, (1, B * H), ptrs)
+    else:
+        scan = Launch(compiled.meta, q, v, chunk_size, scale, h0 is not None, dht is not None,
+                      v_split=compiled.meta["bwd_v_split"])
+        scan.run(compiled.module.bwd_states, (scan.NV, B * H), ptrs)
+        L.run(compiled.module.bwd_grads, (1, NT, B * H), ptrs)
     dextras = [d.to(e.dtype) if tok else d.sum((0, 1)).to(e.dtype)
                for d, e, tok in zip(dextras, extras, per_token)]
     return dq, dk, dv, dextras, dh0

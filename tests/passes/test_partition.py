@@ -121,12 +121,17 @@ def test_flops():
     assert flops(graph, n["d"]) == 1
 
 
-def test_partition_backward_is_one_kernel():
+def test_partition_backward_fused_and_split():
+    """bwd computes everything; bwd_states only what dS needs; bwd_grads everything but dS."""
     b = GraphBuilder()
     x = b.input("x", (C, K))
+    s = b.input("dS_next", (K, K))
     two = b.const(2)
     y = b.add(Op.MUL, x, two)
     z = b.add(Op.EXP, y)
-    plans = partition_backward(b.build(dx=z))
-    assert list(plans) == ["bwd"]
-    assert plans["bwd"].phases == {"grad": [y, z]}
+    ds = b.add(Op.MUL, s, two)
+    plans = partition_backward(b.build(dx=z, dS=ds))
+    assert list(plans) == ["bwd", "bwd_states", "bwd_grads"]
+    assert plans["bwd"].phases == {"grad": [y, z, ds]}
+    assert plans["bwd_states"].phases == {"grad": [ds]}
+    assert plans["bwd_grads"].phases == {"grad": [y, z]}
