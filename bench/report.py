@@ -21,19 +21,21 @@ def render(results: dict) -> str:
         if not sel:
             continue
         out += [f"### {title}", "",
-                "| op | B, T, H, D | flexla ms | FLA ms | FLA / flexla | floor ms | flexla of floor | FLA of floor |"
-                " flexla peak MB | FLA peak MB |",
-                "|---|---|---|---|---|---|---|---|---|---|"]
+                "| run | op | B, T, H, D | flexla schedule | flexla ms | FLA ms | FLA / flexla | floor ms |"
+                " flexla of floor | FLA of floor | flexla peak MB | FLA peak MB |",
+                "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in sel:
             B, T, H, K, V = r["shape"]
-            out.append(f"| {r['op']} | {B}, {T}, {H}, {K} | {fmt(r.get('flexla_ms'))} | {fmt(r.get('fla_ms'))} | "
+            out.append(f"| {r.get('run', 1)} | {r['op']} | {B}, {T}, {H}, {K} | {r.get('schedule', 'auto')} | "
+                       f"{fmt(r.get('flexla_ms'))} | {fmt(r.get('fla_ms'))} | "
                        f"{fmt(r.get('speedup'), '.2f')} | {fmt(r['floor_ms'])} | "
                        f"{fmt(r.get('flexla_floor_fraction'), '.2f')} | {fmt(r.get('fla_floor_fraction'), '.2f')} | "
                        f"{fmt(r.get('flexla_peak_mb'), '.0f')} | {fmt(r.get('fla_peak_mb'), '.0f')} |")
         s = [r["speedup"] for r in sel if r.get("speedup")]
         if s:
             out += ["", f"Geometric mean FLA / flexla: **{math.exp(sum(map(math.log, s)) / len(s)):.2f}** "
-                        f"over {len(s)} rows (above 1 means flexla is faster)."]
+                        f"over {len(s)} rows (above 1 means flexla is faster; each ratio is from one run, "
+                        f"both timed in the same process)."]
         notes = {r["note"] for r in sel if r.get("note")}
         out += [f"- {n}" for n in sorted(notes)] + [""]
     return "\n".join(out)
