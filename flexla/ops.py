@@ -18,11 +18,12 @@ from .variants.gated_delta_rule import GatedDeltaNet
 from .variants.gated_delta_rule_qk_norm import GatedDeltaNetQKNorm
 from .variants.gla import GLA
 from .variants.linear_attn import LinearAttention
+from .variants.mamba2 import Mamba2
 from .variants.retention import Retention
 from .variants.simple_gla import SimpleGLA
 
 __all__ = ["chunk_linear_attn", "chunk_retention", "chunk_simple_gla", "chunk_gla", "chunk_delta_rule",
-           "chunk_gated_delta_rule"]
+           "chunk_gated_delta_rule", "chunk_mamba2"]
 
 
 def _run(variant, q, k, v, extras, scale, initial_state, output_final_state, cu_seqlens):
@@ -123,3 +124,12 @@ def chunk_gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None, out
         return _run(GatedDeltaNetQKNorm, q, k, v, [g, beta, _qk_norm_scale(q, scale)], 1.0, initial_state,
                     output_final_state, cu_seqlens)
     return _run(GatedDeltaNet, q, k, v, [g, beta], scale, initial_state, output_final_state, cu_seqlens)
+
+
+def chunk_mamba2(x, dt, A, B, C, initial_state=None, output_final_state=False):
+    """Mamba2's SSD in `mamba_ssm`'s names and layout (mamba_chunk_scan_combined without D, z and
+    dt_bias): x [B, T, H, P], dt [B, T, H] (already positive), A [H], B and C [B, T, G, N] shared by
+    the H/G heads of each group (not copied). States are [B, H, P, N] as in mamba_ssm."""
+    h0 = initial_state.transpose(-1, -2) if initial_state is not None else None
+    y, ht = Mamba2(C, B, x, dt, A, scale=1.0, initial_state=h0, output_final_state=output_final_state)
+    return y, (ht.transpose(-1, -2) if ht is not None else None)

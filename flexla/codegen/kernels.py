@@ -26,6 +26,7 @@ class Access:
     ptr: str
     kind: str            # token | head | head_partial | state | chunk_state | scale
     feature: str | None = None
+    row: str = "row"     # token rows: `row` per head, `row_qk` for q and k shared by a group of heads
 
     @property
     def lanes(self) -> str:
@@ -46,7 +47,7 @@ def input_access(name: str, extras: dict[str, Extra]) -> Access:
     if name == "scale":
         return Access(v, "", "scale")
     if name in ("q", "k"):
-        return Access(v, f"{name}_ptr", "token", "K")
+        return Access(v, f"{name}_ptr", "token", "K", row="row_qk")
     if name in ("v", "do"):
         return Access(v, f"{name}_ptr", "token", "V")
     if name == "S":

@@ -103,8 +103,8 @@ class Variant:
             raise
 
     def _alternative_roles(self, roles, q, v, extras):
-        B, T, H, K = q.shape
-        V = v.shape[-1]
+        B, T, _, K = q.shape
+        H, V = v.shape[2], v.shape[-1]
         for i, (r, x) in enumerate(zip(roles, extras)):
             if r.name in self.declared:
                 continue
@@ -118,13 +118,13 @@ class Variant:
                 raise err(f"{n} must be a 4-D tensor [B, T, H, D], got "
                           f"{list(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}",
                           "flexla uses FLA's layout [batch, time, heads, dim]")
-        B, T, H, K = q.shape
-        V = v.shape[-1]
-        if tuple(k.shape) != (B, T, H, K):
+        B, T, HQK, K = q.shape
+        H, V = v.shape[2], v.shape[-1]
+        if tuple(k.shape) != (B, T, HQK, K):
             raise err(f"k has shape {list(k.shape)} but q has {list(q.shape)}", "q and k must have the same shape")
-        if tuple(v.shape[:3]) != (B, T, H):
-            raise err(f"v has shape {list(v.shape)}, which does not match q's [B, T, H] = {[B, T, H]}",
-                      "v must be [B, T, H, V]")
+        if tuple(v.shape[:2]) != (B, T) or H % HQK:
+            raise err(f"v has shape {list(v.shape)}, which does not match q's [B, T, H] = {[B, T, HQK]}",
+                      "v must be [B, T, H, V], with H a multiple of q's and k's heads (grouped heads)")
         if T == 0:
             raise err("the sequence is empty (T = 0)", "pass at least one token")
         if q.dtype not in DTYPES or k.dtype != q.dtype or v.dtype != q.dtype:

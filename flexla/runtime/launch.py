@@ -39,13 +39,13 @@ class Launch:
     """Sizes and constexprs shared by every kernel of one call."""
 
     def __init__(self, meta, q, v, chunk_size, scale, use_h0, use_ht, v_split=None):
-        self.B, self.T, self.H, self.K = q.shape
-        self.V = v.shape[-1]
+        self.B, self.T, HQK, self.K = q.shape
+        self.H, self.V = v.shape[2], v.shape[-1]          # q and k may have fewer heads (GQA)
         split = meta["v_split"] if v_split is None else v_split
         bs = block_sizes(chunk_size, self.K, self.V, split)
         self.NV, self.NT = bs.pop("NV"), triton.cdiv(self.T, chunk_size)
         self.consts = dict(
-            scale=float(scale), T=self.T, H=self.H, NT=self.NT, K=self.K, V=self.V, **bs,
+            scale=float(scale), T=self.T, H=self.H, G=self.H // HQK, NT=self.NT, K=self.K, V=self.V, **bs,
             MASK_C=self.T % chunk_size != 0, MASK_K=self.K != bs["BK"], MASK_V=self.V % bs["BV"] != 0,
             USE_H0=use_h0, USE_HT=use_ht, DOT_DTYPE=DOT_DTYPES[q.dtype],
             DOT_PRECISION="ieee" if q.dtype in (torch.float32, torch.float64) else "tf32",
@@ -91,8 +91,9 @@ def backward(compiled, q, k, v, extras, scale, h0, do, dht, chunk_size, per_toke
     L = Launch(compiled.meta, q, v, chunk_size, scale, h0 is not None, dht is not None, v_split=False)
     B, H, NT = L.B, L.H, L.NT
     sched = choose_schedule(B, H, NT, 1, sm_count(q.device), schedule)
-    dq = _empty(*q.shape, dtype=q.dtype, device=q.device)
-    dk = _empty(*k.shape, dtype=k.dtype, device=k.device)
+    G = H // q.shape[2]         # heads sharing one q/k head: per-head gradients, summed below
+    dq = _empty(L.B, L.T, H, L.K, dtype=q.dtype if G == 1 else state_dtype(q), device=q.device)
+    dk = _empty(L.B, L.T, H, L.K, dtype=k.dtype if G == 1 else state_dtype(q), device=k.device)
     dv = _empty(*v.shape, dtype=v.dtype, device=v.device)
     dextras = [_empty(*e.shape, dtype=state_dtype(q), device=e.device) if tok
                else _empty(B, NT, *e.shape, dtype=state_dtype(q), device=e.device)
@@ -110,4 +111,7 @@ def backward(compiled, q, k, v, extras, scale, h0, do, dht, chunk_size, per_toke
         L.run(compiled.module.bwd_grads, (1, NT, B * H), ptrs)
     dextras = [d.to(e.dtype) if tok else d.sum((0, 1)).to(e.dtype)
                for d, e, tok in zip(dextras, extras, per_token)]
+    if G > 1:
+        dq = dq.view(L.B, L.T, H // G, G, L.K).sum(3).to(q.dtype)
+        dk = dk.view(L.B, L.T, H // G, G, L.K).sum(3).to(k.dtype)
     return dq, dk, dv, dextras, dh0

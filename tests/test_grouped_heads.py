@@ -1,0 +1,62 @@
+"""q and k shared by groups of heads (GQA), and Mamba2 built on it: no copies of B and C per head."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from flexla import ops
+
+
+def mamba2_recurrence(x, dt, A, B, C, h0):
+    """h_t = exp(dt_t A) h_{t-1} + dt_t x_t B_t^T ([P, N] per head), y_t = h_t C_t, in float64."""
+    Bsz, T, H, P = x.shape
+    G = B.shape[2]
+    rep = lambda t: t.repeat_interleave(H // G, dim=2)
+    Bh, Ch = rep(B), rep(C)
+    h, ys = h0.clone(), []
+    for t in range(T):
+        decay = (dt[:, t] * A).exp()[..., None, None]
+        h = decay * h + (dt[:, t][..., None] * x[:, t])[..., :, None] * Bh[:, t][..., None, :]
+        ys.append(torch.einsum("bhpn,bhn->bhp", h, Ch[:, t]))
+    return torch.stack(ys, 1), h
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+@pytest.mark.parametrize("schedule", ["fused", "chunk"])
+def test_chunk_mamba2_matches_its_recurrence(groups, schedule, rel):
+    from flexla.variants import get
+    get("mamba2").schedule = schedule
+    gen = torch.Generator().manual_seed(groups)
+    Bsz, T, H, P, N = 2, 45, 4, 24, 16
+    r = lambda *s: torch.randn(*s, generator=gen)
+    x, B, C = r(Bsz, T, H, P), r(Bsz, T, groups, N), r(Bsz, T, groups, N)
+    dt = F.softplus(r(Bsz, T, H) - 1)
+    A = -torch.rand(H, generator=gen) - 0.2
+    h0 = r(Bsz, H, P, N)
+    names = ["x", "dt", "A", "B", "C", "h0"]
+    inputs = dict(x=x, dt=dt, A=A, B=B, C=C, h0=h0)
+
+    def run(fn, dtype):
+        xs = {n: inputs[n].to(dtype).detach().requires_grad_() for n in names}
+        y, ht = fn(xs)
+        g = torch.Generator().manual_seed(9)
+        ((y * torch.randn(y.shape, generator=g).to(dtype)).sum()
+         + (ht * torch.randn(ht.shape, generator=g).to(dtype)).sum()).backward()
+        return y, ht, {n: xs[n].grad for n in names}
+
+    y, ht, grads = run(lambda a: ops.chunk_mamba2(a["x"], a["dt"], a["A"], a["B"], a["C"], initial_state=a["h0"],
+                                                  output_final_state=True), torch.float32)
+    ry, rht, rgrads = run(lambda a: mamba2_recurrence(a["x"], a["dt"], a["A"], a["B"], a["C"], a["h0"]),
+                          torch.float64)
+    assert y.shape == (Bsz, T, H, P) and ht.shape == (Bsz, H, P, N)
+    assert rel(y, ry) < 1e-5 and rel(ht, rht) < 1e-5
+    for n in names:
+        assert grads[n].shape == inputs[n].shape
+        assert rel(grads[n], rgrads[n]) < 1e-4, f"d{n}: {rel(grads[n], rgrads[n])}"
+
+
+def test_heads_must_be_a_multiple_of_the_qk_heads():
+    from flexla import CallError
+    from flexla.variants import get
+    q = torch.randn(1, 8, 3, 16)
+    with pytest.raises(CallError, match="multiple of q's and k's heads"):
+        get("linear_attn")(q, q, torch.randn(1, 8, 4, 16))
