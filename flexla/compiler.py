@@ -17,6 +17,7 @@ from .codegen.render import render_module
 from .frontend.affine import check_affine
 from .frontend.errors import CallbackError
 from .frontend.signature import Extra
+from .frontend.states import State, parse_states
 from .frontend.to_ir import to_ir
 from .frontend.size_independence import check_size_independent
 from .frontend.trace import SECOND_SIZES, backward_step, forward_step, trace
@@ -26,6 +27,7 @@ from .passes.pipeline import debug, run_passes
 from .passes.tiling import v_split_blocker
 
 VERSION = "0.1.0"
+DEFAULT_STATES = parse_states("[K, V]")
 SYMBOLS = {"C": C, "K": K, "V": V}
 
 
@@ -75,37 +77,40 @@ def cache_key(name: str, extras: list[Extra], graphs: list[Graph]) -> str:
     return h.hexdigest()[:32]
 
 
-def _inputs(extras: list[Extra], backward: bool):
-    sym = lambda tile: tuple(SYMBOLS[d] for d in tile)
-    roles = [("S", (K, V)), ("q", (C, K)), ("k", (C, K)), ("v", (C, V)), ("scale", ())]
-    roles += [(e.name, sym(e.tile)) for e in extras]
+def _inputs(extras: list[Extra], states: list[State], backward: bool):
+    """(role, symbolic shape) of every placeholder, and the tile each is traced with."""
+    letters = [(s.name, s.tile) for s in states] + [("q", ("C", "K")), ("k", ("C", "K")), ("v", ("C", "V")),
+                                                    ("scale", "scalar")]
+    letters += [(e.name, e.tile) for e in extras]
     if backward:
-        roles += [("do", (C, V)), ("dS_next", (K, V))]
-    tiles = [t for _, t in roles]
-    return roles, [tuple(str(d) for d in t) if t else "scalar" for t in tiles]
+        letters += [("do", ("C", "V"))] + [(s.grad_next, s.tile) for s in states]
+    roles = [(r, () if t == "scalar" else tuple(SYMBOLS[d] for d in t)) for r, t in letters]
+    return roles, [t for _, t in letters]
 
 
-def build_graphs(name: str, callbacks: dict, extras: list[Extra]) -> tuple[Graph, Graph]:
+def build_graphs(name: str, callbacks: dict, extras: list[Extra],
+                 states: list[State] = DEFAULT_STATES) -> tuple[Graph, Graph]:
     """Traced and optimised forward and backward graphs of one chunk."""
-    roles, tiles = _inputs(extras, backward=False)
-    tiles[0] = ("K", "V")
-    fwd = to_ir(trace(forward_step(callbacks), callbacks, tiles), roles, ["o", "S_next"], f"{name}_forward")
-    again = to_ir(trace(forward_step(callbacks), callbacks, tiles, SECOND_SIZES), roles, ["o", "S_next"],
+    n = len(states)
+    roles, tiles = _inputs(extras, states, backward=False)
+    outs = ["o"] + [s.next for s in states]
+    fwd = to_ir(trace(forward_step(callbacks, n), callbacks, tiles), roles, outs, f"{name}_forward")
+    again = to_ir(trace(forward_step(callbacks, n), callbacks, tiles, SECOND_SIZES), roles, outs,
                   f"{name}_forward", SECOND_SIZES)
     check_size_independent(fwd, again)
-    check_affine(fwd)
-    fwd = run_passes(fwd)
-    roles_b, tiles_b = _inputs(extras, backward=True)
-    tiles_b[0] = ("K", "V")
-    outs = ["dS", "dq", "dk", "dv"] + [f"d_{e.name}" for e in extras]
-    bwd = to_ir(trace(backward_step(callbacks), callbacks, tiles_b), roles_b, outs, f"{name}_backward")
-    bwd = run_passes(bwd)
+    check_affine(fwd, states)
+    fwd = run_passes(fwd.replace(states=[s.name for s in states]))
+    roles_b, tiles_b = _inputs(extras, states, backward=True)
+    outs_b = [s.grad for s in states] + ["dq", "dk", "dv"] + [f"d_{e.name}" for e in extras]
+    bwd = to_ir(trace(backward_step(callbacks, n), callbacks, tiles_b), roles_b, outs_b, f"{name}_backward")
+    bwd = run_passes(bwd.replace(states=[s.grad_next for s in states]))
     return fwd, bwd
 
 
-def compile_variant(name: str, callbacks: dict, extras: list[Extra]) -> Compiled:
+def compile_variant(name: str, callbacks: dict, extras: list[Extra],
+                    states: list[State] = DEFAULT_STATES) -> Compiled:
     start = time.perf_counter()
-    fwd, bwd = build_graphs(name, callbacks, extras)
+    fwd, bwd = build_graphs(name, callbacks, extras, states)
     key = cache_key(name, extras, [fwd, bwd])
     module = cache.load(key)
     if module is not None:
@@ -114,13 +119,14 @@ def compile_variant(name: str, callbacks: dict, extras: list[Extra]) -> Compiled
           file=sys.stderr, flush=True)
     fplans, bplans = partition_forward(fwd), partition_backward(bwd)
     try:
-        kernels = [kernel_source(p, extras, "forward") for p in fplans.values()]
-        kernels += [kernel_source(p, extras, "backward") for p in bplans.values()]
+        kernels = [kernel_source(p, extras, states, "forward") for p in fplans.values()]
+        kernels += [kernel_source(p, extras, states, "backward") for p in bplans.values()]
     except NotImplementedError as e:
         raise CallbackError(name, None, str(e), "rewrite the callback with supported operations") from e
     meta = {
         "variant": name,
         "extras": [(e.name, e.tile) for e in extras],
+        "states": [s.tile for s in states],
         "v_split": bool(fwd.meta["v_split"]),
         "v_split_blocker": fwd.meta["v_split_blocker"],
         "bwd_v_split": v_split_blocker(bplans["bwd_states"].graph) is None,

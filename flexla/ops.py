@@ -19,11 +19,12 @@ from .variants.gated_delta_rule_qk_norm import GatedDeltaNetQKNorm
 from .variants.gla import GLA
 from .variants.linear_attn import LinearAttention
 from .variants.mamba2 import Mamba2
+from .variants.mlstm import MLSTM
 from .variants.retention import Retention
 from .variants.simple_gla import SimpleGLA
 
 __all__ = ["chunk_linear_attn", "chunk_retention", "chunk_simple_gla", "chunk_gla", "chunk_delta_rule",
-           "chunk_gated_delta_rule", "chunk_mamba2"]
+           "chunk_gated_delta_rule", "chunk_mamba2", "chunk_mlstm"]
 
 
 def _run(variant, q, k, v, extras, scale, initial_state, output_final_state, cu_seqlens):
@@ -133,3 +134,11 @@ def chunk_mamba2(x, dt, A, B, C, initial_state=None, output_final_state=False):
     h0 = initial_state.transpose(-1, -2) if initial_state is not None else None
     y, ht = Mamba2(C, B, x, dt, A, scale=1.0, initial_state=h0, output_final_state=output_final_state)
     return y, (ht.transpose(-1, -2) if ht is not None else None)
+
+
+def chunk_mlstm(q, k, v, i, f, scale=None, initial_state=None, output_final_state=False, eps=1e-6):
+    """mLSTM with sigmoid input gate: i, f [B, T, H] pre-activation input and forget gates; the
+    state is the pair (C [B, H, K, V], n [B, H, K])."""
+    eps_h = torch.full((q.shape[2],), float(eps), device=q.device)
+    return MLSTM(q, k, v, i, f, eps_h, scale=scale, initial_state=initial_state,
+                 output_final_state=output_final_state)

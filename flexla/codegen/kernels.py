@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..frontend.signature import Extra
+from ..frontend.states import State
 from ..ir import Graph, Op
 from ..passes.partition import KernelPlan
 from .lower import lines, var
@@ -15,8 +16,8 @@ from .lower import lines, var
 TEMPLATES = {"fused_fwd": "fused.py.jinja", "chunk_states": "chunk_states.py.jinja",
              "chunk_output": "chunk_output.py.jinja", "bwd": "backward.py.jinja",
              "bwd_states": "backward_states.py.jinja", "bwd_grads": "backward_grads.py.jinja"}
-CARRIED = {"fused_fwd": "S", "chunk_states": "S", "bwd": "dS_next", "bwd_states": "dS_next"}
-NEXT = {"fused_fwd": "S_next", "chunk_states": "S_next", "bwd": "dS", "bwd_states": "dS"}
+FORWARD_CARRY = {"fused_fwd", "chunk_states"}     # these carry the states through the chunk loop
+BACKWARD_CARRY = {"bwd", "bwd_states"}            # these carry the state gradients
 
 
 @dataclass(frozen=True)
@@ -27,22 +28,39 @@ class Access:
     kind: str            # token | head | head_partial | state | chunk_state | scale
     feature: str | None = None
     row: str = "row"     # token rows: `row` per head, `row_qk` for q and k shared by a group of heads
+    shape: str = "KV"    # states: KV, K or V
 
     @property
     def lanes(self) -> str:
         return {"K": "i_K", "V": "o_V"}.get(self.feature, "")
 
+    @property
+    def block(self) -> str:
+        return {"KV": "[BK, BV]", "K": "[BK]", "V": "[BV]"}[self.shape]
 
-def forward_pointers(extras: list[Extra]) -> list[str]:
-    return ["q", "k", "v"] + [e.name for e in extras] + ["o", "h0", "ht", "states"]
+
+@dataclass
+class Carry:
+    """A value carried through the chunk loop: a state (forward) or a state gradient (backward)."""
+    var: str
+    next: str
+    init: Access          # h0 (forward) or dht (backward), read when USE_H0 / USE_HT
+    final: Access         # ht (forward) or dh0 (backward)
+    per_chunk: Access     # where its value at every chunk boundary goes: states / dstates
 
 
-def backward_pointers(extras: list[Extra]) -> list[str]:
-    return (["q", "k", "v"] + [e.name for e in extras] + ["do", "states", "dstates", "dht", "dh0", "dq", "dk", "dv"]
+def forward_pointers(extras: list[Extra], states: list[State]) -> list[str]:
+    per_state = [s.pointer(b) for s in states for b in ("h0", "ht", "states")]
+    return ["q", "k", "v"] + [e.name for e in extras] + ["o"] + per_state
+
+
+def backward_pointers(extras: list[Extra], states: list[State]) -> list[str]:
+    per_state = [s.pointer(b) for s in states for b in ("states", "dstates", "dht", "dh0")]
+    return (["q", "k", "v"] + [e.name for e in extras] + ["do"] + per_state + ["dq", "dk", "dv"]
             + [f"d_{e.name}" for e in extras])
 
 
-def input_access(name: str, extras: dict[str, Extra]) -> Access:
+def input_access(name: str, extras: dict[str, Extra], states: list[State]) -> Access:
     v = var(name)
     if name == "scale":
         return Access(v, "", "scale")
@@ -50,10 +68,11 @@ def input_access(name: str, extras: dict[str, Extra]) -> Access:
         return Access(v, f"{name}_ptr", "token", "K", row="row_qk")
     if name in ("v", "do"):
         return Access(v, f"{name}_ptr", "token", "V")
-    if name == "S":
-        return Access(v, "states_ptr", "chunk_state")
-    if name == "dS_next":          # when not carried: read back from the reverse scan
-        return Access(v, "dstates_ptr", "chunk_state")
+    for s in states:
+        if name == s.name:
+            return Access(v, f"{s.pointer('states')}_ptr", "chunk_state", shape=s.shape_code)
+        if name == s.grad_next:     # when not carried: read back from the reverse scan
+            return Access(v, f"{s.pointer('dstates')}_ptr", "chunk_state", shape=s.shape_code)
     e = extras[name]
     return Access(v, f"{name}_ptr", "token" if e.per_token else "head", e.feature)
 
@@ -77,42 +96,44 @@ class KernelSource:
     loads: list
     phases: dict
     stores: list
-    carry: str = ""
-    state_next: str = ""
-    h0: Access | None = None
-    ht: Access | None = None
-    states: Access | None = None
-    dstates: Access | None = None
-    dht: Access | None = None
-    dh0: Access | None = None
+    carries: list
 
 
-def kernel_source(plan: KernelPlan, extras: list[Extra], direction: str) -> KernelSource:
+def _carries(plan: KernelPlan, states: list[State]) -> list[Carry]:
+    g, out = plan.graph, []
+    for s in states:
+        shape = s.shape_code
+        acc = lambda base, v="": Access(v, f"{s.pointer(base)}_ptr", "state", shape=shape)
+        per_chunk = lambda base, v="": Access(v, f"{s.pointer(base)}_ptr", "chunk_state", shape=shape)
+        if plan.name in FORWARD_CARRY:
+            out.append(Carry(var(s.name), _ref(g, g.outputs[s.next], shape), acc("h0", var(s.name)), acc("ht"),
+                             per_chunk("states")))
+        elif plan.name in BACKWARD_CARRY:
+            out.append(Carry(var(s.grad_next), _ref(g, g.outputs[s.grad], shape),
+                             acc("dht", var(s.grad_next)), acc("dh0"), per_chunk("dstates")))
+    return out
+
+
+def kernel_source(plan: KernelPlan, extras: list[Extra], states: list[State], direction: str) -> KernelSource:
     g: Graph = plan.graph
     by_name = {e.name: e for e in extras}
-    carried = CARRIED.get(plan.name)
+    carries = _carries(plan, states)
+    carried = {c.var for c in carries}
     used = {i for n in g.nodes for i in n.inputs} | set(g.outputs.values())
-    loads = [input_access(n.name, by_name) for n in g.inputs if n.name in used and n.name != carried]
+    loads = [input_access(n.name, by_name, states) for n in g.inputs if n.name in used and var(n.name) not in carried]
     phases = {p: lines(g, names) for p, names in plan.phases.items()}
-    next_role = NEXT.get(plan.name)
+    state_roles = {r for s in states for r in (s.next, s.grad)}
     stores = [(output_access(role, by_name), _ref(g, name)) for role, name in g.outputs.items()
-              if role not in ("S_next", "dS")]
-    pointers = forward_pointers(extras) if direction == "forward" else backward_pointers(extras)
-    ks = KernelSource(plan.name, TEMPLATES[plan.name], [f"{p}_ptr" for p in pointers], loads, phases, stores)
-    if carried:
-        ks.carry = var(carried)
-        ks.state_next = _ref(g, g.outputs[next_role])
-    ks.states = Access(var("S"), "states_ptr", "chunk_state")
-    ks.dstates = Access("", "dstates_ptr", "chunk_state")
-    if direction == "forward":
-        ks.h0, ks.ht = Access(ks.carry, "h0_ptr", "state"), Access("", "ht_ptr", "state")
-    else:
-        ks.dht, ks.dh0 = Access(ks.carry, "dht_ptr", "state"), Access("", "dh0_ptr", "state")
-    return ks
+              if role not in state_roles]
+    pointers = forward_pointers(extras, states) if direction == "forward" else backward_pointers(extras, states)
+    return KernelSource(plan.name, TEMPLATES[plan.name], [f"{p}_ptr" for p in pointers], loads, phases, stores,
+                        carries)
 
 
-def _ref(g: Graph, name: str) -> str:
+def _ref(g: Graph, name: str, shape: str = "") -> str:
     n = g[name]
     if n.op is Op.CONST:
-        return f"tl.zeros([BK, BV], dtype=ACC) + {float(n.a['value'])!r}"
+        block = {"KV": "[BK, BV]", "K": "[BK]", "V": "[BV]"}.get(shape)
+        value = float(n.a["value"])
+        return f"tl.zeros({block}, dtype=ACC) + {value!r}" if block else repr(value)
     return var(name)

@@ -11,9 +11,10 @@ LINEAR = {Op.ADD, Op.SUB, Op.NEG, Op.TRANSPOSE, Op.UNSQUEEZE, Op.SQUEEZE, Op.EXP
           Op.SELECT, Op.PLACE, Op.TRIL, Op.TRIU, Op.CUMSUM, Op.REVCUMSUM}
 
 
-def check_affine(graph: Graph, state: str = "S") -> None:
-    s_dep = graph.descendants([state])
-    path = graph.ancestors([graph.outputs["S_next"]]) & s_dep
+def check_affine(graph: Graph, states) -> None:
+    """Every next state must be affine in the states entering the chunk (jointly)."""
+    s_dep = graph.descendants([s.name for s in states])
+    path = graph.ancestors([graph.outputs[s.next] for s in states]) & s_dep
     for n in graph.nodes:
         if n.name not in path or n.op is Op.INPUT:
             continue

@@ -7,22 +7,26 @@ import torch
 
 from .errors import CallbackError, CallError
 from .signature import Extra, candidate_tiles, declared_tiles, extra_names
+from .states import parse_states
 
 DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 
 
-def linear_attention(cls=None, *, chunk_size: int = 64, schedule: str | None = None, name: str | None = None):
+def linear_attention(cls=None, *, chunk_size: int = 64, schedule: str | None = None, name: str | None = None,
+                     state="[K, V]"):
     """Decorator: `@flexla.linear_attention(chunk_size=64)` over a class defining intra, update, merge.
 
     schedule: None (a heuristic picks per call), "fused" or "chunk" to force one.
+    state: the shape of the recurrent state, or a tuple of shapes for several states (the [K, V]
+    matrix first, then "[K]" or "[V]" vectors); S is then a tuple in update and merge.
     """
     def wrap(c):
-        return Variant(c, chunk_size=chunk_size, schedule=schedule, name=name)
+        return Variant(c, chunk_size=chunk_size, schedule=schedule, name=name, state=state)
     return wrap(cls) if cls is not None else wrap
 
 
 class Variant:
-    def __init__(self, cls, chunk_size=64, schedule=None, name=None):
+    def __init__(self, cls, chunk_size=64, schedule=None, name=None, state="[K, V]"):
         if chunk_size < 16 or chunk_size & (chunk_size - 1):
             raise ValueError(f"chunk_size must be a power of two >= 16, got {chunk_size}")
         if schedule not in (None, "fused", "chunk"):
@@ -36,6 +40,7 @@ class Variant:
                                     "define intra(q, k, v, *extras), update(S, c) and merge(S, c)")
             self.callbacks[cb] = fn.__func__ if isinstance(fn, (staticmethod, classmethod)) else fn
         self.chunk_size, self.schedule = chunk_size, schedule
+        self.states = parse_states(state)
         self.extra_names = extra_names(self.callbacks["intra"])
         self.declared = declared_tiles(self.callbacks["intra"])
         self.__doc__, self.__module__ = cls.__doc__, cls.__module__
@@ -56,7 +61,7 @@ class Variant:
             extras = [Extra(n, self.declared[n]) for n in self.extra_names]
         key = tuple(extras)
         if key not in self._compiled:
-            self._compiled[key] = compile_variant(self.name, self.callbacks, list(extras))
+            self._compiled[key] = compile_variant(self.name, self.callbacks, list(extras), self.states)
         return self._compiled[key]
 
     def source(self) -> str:
@@ -79,15 +84,24 @@ class Variant:
         scale = K ** -0.5 if scale is None else float(scale)
         q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
         extras = [e.contiguous() for e in extras]
-        h0 = initial_state.to(state_dtype(q)).contiguous() if initial_state is not None else None
+        h0s = [h.to(state_dtype(q)).contiguous() for h in self._as_list(initial_state)] \
+            if initial_state is not None else None
         opts = dict(scale=scale, output_final_state=output_final_state, chunk_size=self.chunk_size,
                     schedule=self.schedule, per_token=[r.per_token for r in roles])
         grads = torch.is_grad_enabled() and any(
-            x is not None and x.requires_grad for x in (q, k, v, initial_state, *extras))
+            x is not None and x.requires_grad for x in (q, k, v, *(h0s or []), *extras))
         if not grads:
-            return launch.forward(compiled, q, k, v, extras, scale, h0, output_final_state,
-                                  self.chunk_size, self.schedule)
-        return LinearAttentionFunction.apply(compiled, opts, q, k, v, h0, *extras)
+            o, hts = launch.forward(compiled, q, k, v, extras, scale, h0s, output_final_state,
+                                    self.chunk_size, self.schedule)
+        else:
+            o, *hts = LinearAttentionFunction.apply(compiled, opts, q, k, v, *(h0s or [None] * len(self.states)),
+                                                    *extras)
+        if not output_final_state:
+            return o, None
+        return o, hts[0] if len(self.states) == 1 else tuple(hts)
+
+    def _as_list(self, initial_state):
+        return [initial_state] if len(self.states) == 1 else list(initial_state)
 
     def _compile_for(self, roles, q, k, v, extras):
         try:
@@ -131,7 +145,7 @@ class Variant:
             raise err(f"q, k, v have dtypes {q.dtype}, {k.dtype}, {v.dtype}",
                       "use one of float32, float16, bfloat16 (or float64, for gradcheck) for all three")
         devices = {x.device for x in (q, k, v, *extras) if isinstance(x, torch.Tensor)}
-        if initial_state is not None:
+        if isinstance(initial_state, torch.Tensor):
             devices.add(initial_state.device)
         if len(devices) > 1:
             raise err(f"inputs are on different devices: {sorted(map(str, devices))}", "move them to one device")
@@ -145,9 +159,17 @@ class Variant:
         if len(extras) != len(self.extra_names):
             raise err(f"got {len(extras)} extra inputs, but intra takes {len(self.extra_names)} "
                       f"({', '.join(self.extra_names) or 'none'})", "pass one tensor per extra argument of intra")
-        if initial_state is not None and tuple(initial_state.shape) != (B, H, K, V):
-            raise err(f"initial_state has shape {list(initial_state.shape)}, expected {[B, H, K, V]}",
-                      "pass the state as [B, H, K, V]")
+        if initial_state is not None:
+            if len(self.states) > 1 and (not isinstance(initial_state, (tuple, list))
+                                         or len(initial_state) != len(self.states)):
+                raise err(f"initial_state must be a tuple of {len(self.states)} tensors (the variant declares "
+                          f"{len(self.states)} states)", "pass one initial tensor per state, in declaration order")
+            for st, h in zip(self.states, self._as_list(initial_state)):
+                want = [B, H, *st.sizes(K, V)]
+                if not isinstance(h, torch.Tensor) or list(h.shape) != want:
+                    got = list(h.shape) if isinstance(h, torch.Tensor) else type(h).__name__
+                    raise err(f"initial_state has shape {got}, expected {want}",
+                              f"pass the state as [B, H, {', '.join(st.tile)}]")
         roles = []
         for name, x in zip(self.extra_names, extras):
             if not isinstance(x, torch.Tensor):

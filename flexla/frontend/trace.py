@@ -33,21 +33,29 @@ DECOMPOSITIONS = get_decompositions([
 
 def example(tile: tuple[str, ...], seed: int, sizes: dict) -> torch.Tensor:
     gen = torch.Generator().manual_seed(seed)
-    return torch.rand(*[sizes[d] for d in tile], generator=gen) * 0.5 - 0.6
+    return torch.rand(tuple(sizes[d] for d in tile), generator=gen) * 0.5 - 0.6
 
 
-def forward_step(callbacks: dict):
+def forward_step(callbacks: dict, n_states: int = 1):
+    """step(*states, q, k, v, scale, *extras) -> (o, *next_states) for one chunk of one head."""
     intra, update, merge = callbacks["intra"], callbacks["update"], callbacks["merge"]
 
-    def step(S, q, k, v, scale, *extras):
+    def step(*args):
+        states, (q, k, v, scale), extras = args[:n_states], args[n_states:n_states + 4], args[n_states + 4:]
+        S = states[0] if n_states == 1 else tuple(states)
         c = intra(q * scale, k, v, *extras)
         if not isinstance(c, dict) or not all(isinstance(x, torch.Tensor) for x in c.values()):
             raise CallbackError("intra", None, f"intra returned {type(c).__name__}, not a dict of tensors",
                                 "return dict(name=tensor, ...): the chunk tensors update and merge read")
         o, S_next = merge(S, c), update(S, c)
         _check_result("merge", o, (q.shape[0], v.shape[1]), "[C, V]")
-        _check_result("update", S_next, tuple(S.shape), "[K, V], like S")
-        return o, S_next
+        nexts = (S_next,) if n_states == 1 else tuple(S_next) if isinstance(S_next, (tuple, list)) else ()
+        if len(nexts) != n_states:
+            raise CallbackError("update", None, f"update returned {type(S_next).__name__}; the variant declares "
+                                f"{n_states} states", f"return a tuple of {n_states} tensors, like S")
+        for x, s in zip(nexts, states):
+            _check_result("update", x, tuple(s.shape), "like S")
+        return (o, *nexts)
     return step
 
 
@@ -58,14 +66,20 @@ def _check_result(name, x, shape, text):
                             f"make {name} return one tensor of shape {text}")
 
 
-def backward_step(callbacks: dict):
-    fwd = forward_step(callbacks)
+def backward_step(callbacks: dict, n_states: int = 1):
+    """The vjp of the forward step: (*states, q, k, v, scale, *extras, do, *dS_next) ->
+    (*dS, dq, dk, dv, *d_extras)."""
+    fwd = forward_step(callbacks, n_states)
 
-    def step(S, q, k, v, scale, *rest):
-        *extras, do, dS_next = rest
-        _, vjp = torch.func.vjp(lambda *xs: fwd(xs[0], xs[1], xs[2], xs[3], scale, *xs[4:]),
-                                S, q, k, v, *extras)
-        return vjp((do, dS_next))
+    def step(*args):
+        states, (q, k, v, scale) = args[:n_states], args[n_states:n_states + 4]
+        extras, do, dS_next = args[n_states + 4:-1 - n_states], args[-1 - n_states], args[-n_states:]
+        primals = (*states, q, k, v, *extras)
+
+        def f(*xs):
+            return fwd(*xs[:n_states + 3], scale, *xs[n_states + 3:])
+        _, vjp = torch.func.vjp(f, *primals)
+        return vjp((do, *dS_next))
     return step
 
 

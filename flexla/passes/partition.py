@@ -45,8 +45,14 @@ def flops(graph: Graph, name: str) -> int:
     return _numel(n.shape)
 
 
-def split_phases(graph: Graph, state: str = "S") -> dict[str, list[str]]:
-    s_dep = graph.descendants([state]) - {state}
+def state_inputs(graph: Graph) -> list[str]:
+    """The carried inputs: the states (forward) or their gradients (backward); `S` by default."""
+    return graph.meta.get("states", ["S"])
+
+
+def split_phases(graph: Graph) -> dict[str, list[str]]:
+    states = state_inputs(graph)
+    s_dep = graph.descendants(states) - set(states)
     needs_o = graph.ancestors([graph.outputs["o"]]) if "o" in graph.outputs else set()
     phases = {"intra": [], "merge": [], "update": []}
     for n in graph.nodes:
@@ -63,7 +69,7 @@ def split_phases(graph: Graph, state: str = "S") -> dict[str, list[str]]:
 
 def recompute_or_materialize(graph: Graph, states: Graph, output: Graph) -> dict[str, str]:
     """For each intra tensor both kernels compute: 'recompute' or 'materialize', by the cost rule."""
-    s_dep = graph.descendants(["S"])
+    s_dep = graph.descendants(state_inputs(graph))
     shared = [n.name for n in output.nodes if n.name in states and n.name not in s_dep
               and n.op not in (Op.INPUT, Op.CONST)]
     decision = {}
@@ -76,7 +82,7 @@ def recompute_or_materialize(graph: Graph, states: Graph, output: Graph) -> dict
 
 def partition_forward(graph: Graph) -> dict[str, KernelPlan]:
     fused = KernelPlan("fused_fwd", graph, split_phases(graph))
-    states_graph = graph.subgraph({"S_next": graph.outputs["S_next"]})
+    states_graph = graph.subgraph({k: v for k, v in graph.outputs.items() if k != "o"})
     output_graph = graph.subgraph({"o": graph.outputs["o"]})
     decision = recompute_or_materialize(graph, states_graph, output_graph)
     materialized = tuple(n for n, d in decision.items() if d == "materialize")
@@ -95,8 +101,9 @@ def partition_backward(graph: Graph) -> dict[str, KernelPlan]:
     """The fused backward (one reverse walk computing everything), and its chunk-parallel split:
     the state gradient's reverse scan alone, then every chunk's input gradients in parallel."""
     body = lambda g: {"grad": [n.name for n in g.nodes if n.op not in (Op.INPUT, Op.CONST)]}
-    scan = graph.subgraph({"dS": graph.outputs["dS"]})
-    grads = graph.subgraph({k: v for k, v in graph.outputs.items() if k != "dS"})
+    is_state_grad = lambda role: role.startswith("dS")
+    scan = graph.subgraph({k: v for k, v in graph.outputs.items() if is_state_grad(k)})
+    grads = graph.subgraph({k: v for k, v in graph.outputs.items() if not is_state_grad(k)})
     return {"bwd": KernelPlan("bwd", graph, body(graph)),
             "bwd_states": KernelPlan("bwd_states", scan, body(scan)),
             "bwd_grads": KernelPlan("bwd_grads", grads, body(grads))}

@@ -1,5 +1,5 @@
 """The autograd.Function around a compiled variant: forward saves only its inputs; the backward
-recomputes the chunk states and runs the derived backward kernel."""
+recomputes the chunk states and runs the derived backward kernels."""
 from __future__ import annotations
 
 import torch
@@ -8,22 +8,29 @@ from . import launch
 
 
 class LinearAttentionFunction(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, compiled, opts, q, k, v, h0, *extras):
-        o, ht = launch.forward(compiled, q, k, v, extras, opts["scale"], h0, opts["output_final_state"],
-                               opts["chunk_size"], opts["schedule"])
-        ctx.save_for_backward(q, k, v, h0, *extras)
-        ctx.compiled, ctx.opts = compiled, opts
-        if ht is not None:
-            return o, ht
-        return o, None
+    """apply(compiled, opts, q, k, v, *initial_states, *extras) -> (o, *final_states).
+    An initial state may be None (then all are); final states are None unless asked for."""
 
     @staticmethod
-    def backward(ctx, do, dht):
-        q, k, v, h0, *extras = ctx.saved_tensors
-        opts = ctx.opts
-        dq, dk, dv, dextras, dh0 = launch.backward(
-            ctx.compiled, q, k, v, extras, opts["scale"], h0, do.contiguous(),
-            dht.contiguous() if dht is not None else None, opts["chunk_size"], opts["per_token"],
-            opts["schedule"])
-        return (None, None, dq, dk, dv, dh0, *dextras)
+    def forward(ctx, compiled, opts, q, k, v, *rest):
+        n = len(compiled.meta["states"])
+        h0s, extras = rest[:n], rest[n:]
+        h0s = None if h0s[0] is None else list(h0s)
+        o, hts = launch.forward(compiled, q, k, v, extras, opts["scale"], h0s, opts["output_final_state"],
+                                opts["chunk_size"], opts["schedule"])
+        ctx.save_for_backward(q, k, v, *(h0s or [None] * n), *extras)
+        ctx.compiled, ctx.opts, ctx.n = compiled, opts, n
+        return (o, *(hts if hts is not None else [None] * n))
+
+    @staticmethod
+    def backward(ctx, do, *dhts):
+        q, k, v, *rest = ctx.saved_tensors
+        h0s, extras, opts = rest[:ctx.n], rest[ctx.n:], ctx.opts
+        h0s = None if h0s[0] is None else list(h0s)
+        dhts = None if all(d is None for d in dhts) else [
+            (d if d is not None else torch.zeros_like(h)).contiguous()
+            for d, h in zip(dhts, launch.final_state_like(ctx.compiled, q, v))]
+        dq, dk, dv, dextras, dh0s = launch.backward(
+            ctx.compiled, q, k, v, extras, opts["scale"], h0s, do.contiguous(), dhts, opts["chunk_size"],
+            opts["per_token"], opts["schedule"])
+        return (None, None, dq, dk, dv, *(dh0s or [None] * ctx.n), *dextras)

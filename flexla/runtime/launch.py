@@ -56,40 +56,50 @@ class Launch:
         kernel[grid](*pointers, **self.consts, num_warps=num_warps, num_stages=num_stages)
 
 
-def forward(compiled, q, k, v, extras, scale, h0, want_ht, chunk_size, schedule=None):
+def forward(compiled, q, k, v, extras, scale, h0s, want_ht, chunk_size, schedule=None):
+    """o and the final states (a list, or None). h0s: one initial state per declared state, or None."""
     meta, mod = compiled.meta, compiled.module
-    L = Launch(meta, q, v, chunk_size, scale, h0 is not None, want_ht)
+    L = Launch(meta, q, v, chunk_size, scale, h0s is not None, want_ht)
     B, T, H, K, V, NT, NV = L.B, L.T, L.H, L.K, L.V, L.NT, L.NV
+    tiles = meta["states"]
+    size = lambda tile: tuple({"K": K, "V": V}[d] for d in tile)
     o = _empty(B, T, H, V, dtype=v.dtype, device=v.device)
-    ht = _empty(B, H, K, V, dtype=state_dtype(q), device=v.device) if want_ht else None
+    hts = [_empty(B, H, *size(t), dtype=state_dtype(q), device=v.device) for t in tiles] if want_ht else None
     sched = choose_schedule(B, H, NT, NV, sm_count(q.device), schedule)
-    states = _empty(B * H, NT, K, V, dtype=state_dtype(q), device=v.device) if sched == "chunk" else q
-    ptrs = [q, k, v, *extras, o, h0 if h0 is not None else q, ht if ht is not None else q, states]
+    states = [_empty(B * H, NT, *size(t), dtype=state_dtype(q), device=v.device) if sched == "chunk" else q
+              for t in tiles]
+    per_state = [x for i in range(len(tiles)) for x in (h0s[i] if h0s is not None else q,
+                                                        hts[i] if hts is not None else q, states[i])]
+    ptrs = [q, k, v, *extras, o, *per_state]
     if sched == "fused":
         L.run(mod.fused_fwd, (NV, B * H), ptrs)
     else:
         L.run(mod.chunk_states, (NV, B * H), ptrs)
         L.run(mod.chunk_output, (NV, NT, B * H), ptrs)
-    return o, ht
+    return o, hts
 
 
-def chunk_states(compiled, q, k, v, extras, scale, h0, chunk_size):
-    """The state entering every chunk, [B*H, NT, K, V] fp32 (recomputed for the backward)."""
-    L = Launch(compiled.meta, q, v, chunk_size, scale, h0 is not None, False)
-    states = _empty(L.B * L.H, L.NT, L.K, L.V, dtype=state_dtype(q), device=v.device)
-    ptrs = [q, k, v, *extras, q, h0 if h0 is not None else q, q, states]
-    L.run(compiled.module.chunk_states, (L.NV, L.B * L.H), ptrs)
+def chunk_states(compiled, q, k, v, extras, scale, h0s, chunk_size):
+    """The states entering every chunk, [B*H, NT, *state] each (recomputed for the backward)."""
+    L = Launch(compiled.meta, q, v, chunk_size, scale, h0s is not None, False)
+    size = lambda tile: tuple({"K": L.K, "V": L.V}[d] for d in tile)
+    states = [_empty(L.B * L.H, L.NT, *size(t), dtype=state_dtype(q), device=v.device)
+              for t in compiled.meta["states"]]
+    per_state = [x for i, st in enumerate(states) for x in (h0s[i] if h0s is not None else q, q, st)]
+    L.run(compiled.module.chunk_states, (L.NV, L.B * L.H), [q, k, v, *extras, q, *per_state])
     return states
 
 
-def backward(compiled, q, k, v, extras, scale, h0, do, dht, chunk_size, per_token, schedule=None):
-    """Gradients of q, k, v, each extra and the initial state. The fused schedule walks each
+def backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_token, schedule=None):
+    """Gradients of q, k, v, each extra and the initial states. The fused schedule walks each
     (batch, head) in reverse once; the chunk-parallel one runs the state-gradient scan alone
     (V split when legal) and then every chunk's gradients in parallel, for one more fp32 state
     per chunk of memory (`dstates`)."""
-    states = chunk_states(compiled, q, k, v, extras, scale, h0, chunk_size)
-    L = Launch(compiled.meta, q, v, chunk_size, scale, h0 is not None, dht is not None, v_split=False)
+    states = chunk_states(compiled, q, k, v, extras, scale, h0s, chunk_size)
+    L = Launch(compiled.meta, q, v, chunk_size, scale, h0s is not None, dhts is not None, v_split=False)
     B, H, NT = L.B, L.H, L.NT
+    size = lambda tile: tuple({"K": L.K, "V": L.V}[d] for d in tile)
+    tiles = compiled.meta["states"]
     sched = choose_schedule(B, H, NT, 1, sm_count(q.device), schedule)
     G = H // q.shape[2]         # heads sharing one q/k head: per-head gradients, summed below
     dq = _empty(L.B, L.T, H, L.K, dtype=q.dtype if G == 1 else state_dtype(q), device=q.device)
@@ -98,14 +108,16 @@ def backward(compiled, q, k, v, extras, scale, h0, do, dht, chunk_size, per_toke
     dextras = [_empty(*e.shape, dtype=state_dtype(q), device=e.device) if tok
                else _empty(B, NT, *e.shape, dtype=state_dtype(q), device=e.device)
                for e, tok in zip(extras, per_token)]
-    dh0 = _empty(B, H, L.K, L.V, dtype=state_dtype(q), device=q.device) if h0 is not None else None
-    dstates = _empty(B * H, NT, L.K, L.V, dtype=state_dtype(q), device=q.device) if sched == "chunk" else q
-    ptrs = [q, k, v, *extras, do, states, dstates, dht if dht is not None else q,
-            dh0 if dh0 is not None else q, dq, dk, dv, *dextras]
+    dh0s = [_empty(B, H, *size(t), dtype=state_dtype(q), device=q.device) for t in tiles] if h0s is not None else None
+    dstates = [_empty(B * H, NT, *size(t), dtype=state_dtype(q), device=q.device) if sched == "chunk" else q
+               for t in tiles]
+    per_state = [x for i in range(len(tiles)) for x in (states[i], dstates[i], dhts[i] if dhts is not None else q,
+                                                        dh0s[i] if dh0s is not None else q)]
+    ptrs = [q, k, v, *extras, do, *per_state, dq, dk, dv, *dextras]
     if sched == "fused":
         L.run(compiled.module.bwd, (1, B * H), ptrs)
     else:
-        scan = Launch(compiled.meta, q, v, chunk_size, scale, h0 is not None, dht is not None,
+        scan = Launch(compiled.meta, q, v, chunk_size, scale, h0s is not None, dhts is not None,
                       v_split=compiled.meta["bwd_v_split"])
         scan.run(compiled.module.bwd_states, (scan.NV, B * H), ptrs)
         L.run(compiled.module.bwd_grads, (1, NT, B * H), ptrs)
@@ -114,4 +126,11 @@ def backward(compiled, q, k, v, extras, scale, h0, do, dht, chunk_size, per_toke
     if G > 1:
         dq = dq.view(L.B, L.T, H // G, G, L.K).sum(3).to(q.dtype)
         dk = dk.view(L.B, L.T, H // G, G, L.K).sum(3).to(k.dtype)
-    return dq, dk, dv, dextras, dh0
+    return dq, dk, dv, dextras, dh0s
+
+
+def final_state_like(compiled, q, v):
+    """Zero final states (to stand in for a gradient autograd did not provide)."""
+    B, H, K, V = q.shape[0], v.shape[2], q.shape[-1], v.shape[-1]
+    return [torch.zeros(B, H, *({"K": K, "V": V}[d] for d in t), dtype=state_dtype(q), device=q.device)
+            for t in compiled.meta["states"]]

@@ -1,0 +1,59 @@
+"""Two states at once (a matrix and a normaliser vector) and a merge that is nonlinear in both:
+mLSTM with a sigmoid input gate against its token-by-token recurrence."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from flexla import CallError, ops
+from flexla.variants import get
+
+
+def mlstm_recurrence(q, k, v, i, f, C0, n0, scale, eps=1e-6):
+    C, n, out = C0.clone(), n0.clone(), []
+    for t in range(q.shape[1]):
+        fg, ig = torch.sigmoid(f[:, t])[..., None], torch.sigmoid(i[:, t])[..., None]
+        C = fg[..., None] * C + (ig * k[:, t])[..., :, None] * v[:, t][..., None, :]
+        n = fg * n + ig * k[:, t]
+        qt = q[:, t] * scale
+        den = (qt * n).sum(-1, keepdim=True)
+        out.append(torch.einsum("bhk,bhkv->bhv", qt, C) / (torch.maximum(den.abs(), torch.ones_like(den)) + eps))
+    return torch.stack(out, 1), (C, n)
+
+
+@pytest.mark.parametrize("schedule", ["fused", "chunk"])
+@pytest.mark.parametrize("shape", [(2, 37, 2, 16, 24), (1, 130, 2, 40, 40)], ids=lambda s: "x".join(map(str, s)))
+def test_mlstm_forward_and_gradients(schedule, shape, rel):
+    get("mlstm").schedule = schedule
+    B, T, H, K, V = shape
+    gen = torch.Generator().manual_seed(T)
+    r = lambda *s: torch.randn(*s, generator=gen)
+    inputs = dict(q=r(B, T, H, K), k=r(B, T, H, K), v=r(B, T, H, V), i=r(B, T, H), f=r(B, T, H) + 3,
+                  C0=r(B, H, K, V), n0=r(B, H, K))
+    names = list(inputs)
+
+    def run(fn, dtype):
+        xs = {n: inputs[n].to(dtype).detach().requires_grad_() for n in names}
+        o, (C, n) = fn(xs)
+        g = torch.Generator().manual_seed(1)
+        w = lambda t: torch.randn(t.shape, generator=g).to(dtype)
+        ((o * w(o)).sum() + (C * w(C)).sum() + (n * w(n)).sum()).backward()
+        return o, C, n, {k: xs[k].grad for k in names}
+
+    o, C, n, grads = run(lambda x: ops.chunk_mlstm(x["q"], x["k"], x["v"], x["i"], x["f"],
+                                                   initial_state=(x["C0"], x["n0"]), output_final_state=True),
+                         torch.float32)
+    ro, rC, rn, rgrads = run(lambda x: mlstm_recurrence(x["q"], x["k"], x["v"], x["i"], x["f"], x["C0"], x["n0"],
+                                                        K ** -0.5), torch.float64)
+    assert C.shape == (B, H, K, V) and n.shape == (B, H, K)
+    assert rel(o, ro) < 1e-5 and rel(C, rC) < 1e-5 and rel(n, rn) < 1e-5
+    for name in names:
+        assert rel(grads[name], rgrads[name]) < 1e-4, f"d{name}: {rel(grads[name], rgrads[name])}"
+
+
+def test_several_states_need_a_tuple():
+    q = torch.randn(1, 8, 2, 16)
+    z = torch.zeros(1, 8, 2)
+    with pytest.raises(CallError, match="tuple of 2 tensors"):
+        ops.chunk_mlstm(q, q, q, z, z, initial_state=torch.zeros(1, 2, 16, 16))
+    with pytest.raises(CallError, match=r"expected \[1, 2, 16\]"):
+        ops.chunk_mlstm(q, q, q, z, z, initial_state=(torch.zeros(1, 2, 16, 16), torch.zeros(1, 2, 15)))
