@@ -10,6 +10,7 @@
 """
 from .frontend.decorator import Variant, linear_attention
 from .frontend.errors import CallbackError, CallError, FlexlaError
+from .frontend.primitives import gated_scores
 
 __version__ = "0.1.0"
-__all__ = ["linear_attention", "Variant", "FlexlaError", "CallbackError", "CallError"]
+__all__ = ["linear_attention", "Variant", "gated_scores", "FlexlaError", "CallbackError", "CallError"]

@@ -139,6 +139,11 @@ class Lowering:
             A, B = keep(args[0], self.shape(n.inputs[0]), 1), keep(args[1], self.shape(n.inputs[1]), 0)
             fn = "_trisolve_upper" if a["upper"] else "_trisolve_lower"
             return f"{fn}({A}, {B}, {lane_index(d)}, {valid_length(d)}, UNIT={a['unit']})"
+        if n.op in (Op.GATED_SCORES, Op.GATED_APPLY, Op.GATED_APPLY_T):
+            d = dim_name(n.shape[0])
+            first = args[0] if n.op is not Op.GATED_SCORES else keep(args[0], self.shape(n.inputs[0]), 1)
+            second = keep(args[1], self.shape(n.inputs[1]), 1) if n.op is Op.GATED_SCORES else args[1]
+            return f"_{n.op.value}({first}, {second}, {args[2]}, {lane_index(d)}, {valid_length(d)})"
         if n.op is Op.FULL:
             if not n.shape:
                 return repr(float(a["value"]))

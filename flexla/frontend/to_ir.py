@@ -10,6 +10,7 @@ import torch.fx
 
 from ..ir import C, K, V, Graph, Op, make_node
 from ..ir.ops import ShapeError
+from . import primitives  # noqa: F401  (registers the flexla:: custom ops)
 from .errors import CallbackError
 from .locations import callback_of
 from .trace import TRACE_SIZES
@@ -280,6 +281,10 @@ def _arange(b, *args, **kw):
     return b.add(Op.ARANGE, shape=(b.size(ints[0]),))
 
 
+def _gated(op):
+    return lambda b, x, y, g, **kw: b.add(op, (b.operand(x), b.operand(y), b.operand(g)))
+
+
 HANDLERS = {
     aten.mm.default: _binary(Op.MM),
     aten.add.Tensor: _add(Op.ADD), aten.sub.Tensor: _add(Op.SUB),
@@ -314,6 +319,9 @@ HANDLERS = {
     aten.new_ones.default: _new_full(1.0), aten.new_full.default: _new_full(),
     aten.scalar_tensor.default: lambda b, v, **kw: b.operand(float(v)),
     aten.linalg_solve_triangular.default: _solve_triangular,
+    torch.ops.flexla.gated_scores.default: _gated(Op.GATED_SCORES),
+    torch.ops.flexla.gated_apply.default: _gated(Op.GATED_APPLY),
+    torch.ops.flexla.gated_apply_t.default: _gated(Op.GATED_APPLY_T),
     aten.masked_fill.Scalar: _masked_fill, aten.masked_fill.Tensor: _masked_fill,
     aten.sgn.default: _sign, aten.sign.default: _sign, aten.tanh.default: _tanh,
     aten.logical_and.default: _binary(Op.AND),

@@ -68,18 +68,19 @@ def _check_result(name, x, shape, text):
 
 def backward_step(callbacks: dict, n_states: int = 1):
     """The vjp of the forward step: (*states, q, k, v, scale, *extras, do, *dS_next) ->
-    (*dS, dq, dk, dv, *d_extras)."""
+    (*dS, dq, dk, dv, *d_extras). Traced through torch.autograd.grad (which, unlike torch.func,
+    also runs the autograd formulas of flexla's custom ops); an input the outputs do not depend on
+    gets a zero gradient."""
     fwd = forward_step(callbacks, n_states)
 
     def step(*args):
         states, (q, k, v, scale) = args[:n_states], args[n_states:n_states + 4]
         extras, do, dS_next = args[n_states + 4:-1 - n_states], args[-1 - n_states], args[-n_states:]
-        primals = (*states, q, k, v, *extras)
-
-        def f(*xs):
-            return fwd(*xs[:n_states + 3], scale, *xs[n_states + 3:])
-        _, vjp = torch.func.vjp(f, *primals)
-        return vjp((do, *dS_next))
+        primals = [x.detach().requires_grad_() for x in (*states, q, k, v, *extras)]
+        with torch.enable_grad():
+            outs = fwd(*primals[:n_states + 3], scale, *primals[n_states + 3:])
+            grads = torch.autograd.grad(outs, primals, (do, *dS_next), allow_unused=True)
+        return tuple(torch.zeros_like(x) if d is None else d for d, x in zip(grads, primals))
     return step
 
 

@@ -56,6 +56,9 @@ class Op(enum.Enum):
     SELECT = "select"        # attrs: dim, index (negative counts from the end of the valid part)
     PLACE = "place"          # attrs: shape, dim, index; the adjoint of SELECT (zeros elsewhere)
     TRISOLVE = "trisolve"    # (A [N, N], B [N, M]), attrs: upper, unit; X with A X = B, A triangular
+    GATED_SCORES = "gated_scores"      # (q [N, M], k [N, M], g [N, M]) -> [N, N], see frontend/primitives.py
+    GATED_APPLY = "gated_apply"        # (D [N, N], x [N, M], g [N, M]) -> [N, M]
+    GATED_APPLY_T = "gated_apply_t"    # (D [N, N], x [N, M], g [N, M]) -> [N, M]
     FLIP = "flip"            # attrs: dim; only while tracing, until flip-cumsum-flip becomes REVCUMSUM
 
 
@@ -106,6 +109,12 @@ def infer_shape(op: Op, shapes: list[Shape], attrs: dict) -> Shape:
         if len(x) != 2 or x[0] != x[1] or len(y) != 2 or y[0] != x[0]:
             raise ShapeError(f"triangular solve of {x} and {y}")
         return y
+    if op in (Op.GATED_SCORES, Op.GATED_APPLY, Op.GATED_APPLY_T):
+        a, b, g = shapes
+        if len(b) != 2 or b != g or (op is Op.GATED_SCORES and a != b) or \
+                (op is not Op.GATED_SCORES and tuple(a) != (b[0], b[0])):
+            raise ShapeError(f"{op.value} of {a}, {b}, {g}")
+        return (b[0], b[0]) if op is Op.GATED_SCORES else b
     if op is Op.TRANSPOSE:
         if len(x) != 2:
             raise ShapeError(f"transpose of rank-{len(x)} tile")
