@@ -17,14 +17,18 @@ from .variants.delta_rule_qk_norm import DeltaNetQKNorm
 from .variants.gated_delta_rule import GatedDeltaNet
 from .variants.gated_delta_rule_qk_norm import GatedDeltaNetQKNorm
 from .variants.gla import GLA
+from .variants.hgrn import HGRN
+from .variants.kda import KDA
+from .variants.kda_qk_norm import KDAQKNorm
 from .variants.linear_attn import LinearAttention
 from .variants.mamba2 import Mamba2
 from .variants.mlstm import MLSTM
 from .variants.retention import Retention
+from .variants.rwkv6 import RWKV6
 from .variants.simple_gla import SimpleGLA
 
 __all__ = ["chunk_linear_attn", "chunk_retention", "chunk_simple_gla", "chunk_gla", "chunk_delta_rule",
-           "chunk_gated_delta_rule", "chunk_mamba2", "chunk_mlstm"]
+           "chunk_gated_delta_rule", "chunk_kda", "chunk_rwkv6", "chunk_hgrn", "chunk_mamba2", "chunk_mlstm"]
 
 
 def _run(variant, q, k, v, extras, scale, initial_state, output_final_state, cu_seqlens):
@@ -142,3 +146,25 @@ def chunk_mlstm(q, k, v, i, f, scale=None, initial_state=None, output_final_stat
     eps_h = torch.full((q.shape[2],), float(eps), device=q.device)
     return MLSTM(q, k, v, i, f, eps_h, scale=scale, initial_state=initial_state,
                  output_final_state=output_final_state)
+
+
+def chunk_kda(q, k, v, g, beta, scale=None, initial_state=None, output_final_state=False,
+              use_qk_l2norm_in_kernel=False, cu_seqlens=None):
+    """KDA: g [B, T, H, K] per-key log decay, beta [B, T, H] write strength."""
+    if use_qk_l2norm_in_kernel:
+        return _run(KDAQKNorm, q, k, v, [g, beta, _qk_norm_scale(q, scale)], 1.0, initial_state,
+                    output_final_state, cu_seqlens)
+    return _run(KDA, q, k, v, [g, beta], scale, initial_state, output_final_state, cu_seqlens)
+
+
+def chunk_rwkv6(r, k, v, w, u, scale=None, initial_state=None, output_final_state=False, cu_seqlens=None):
+    """RWKV-6: r (receptance, the query) [B, T, H, K], w [B, T, H, K] log decay, u [H, K] bonus."""
+    return _run(RWKV6, r, k, v, [w, u], scale, initial_state, output_final_state, cu_seqlens)
+
+
+def chunk_hgrn(x, g, initial_state=None, output_final_state=False):
+    """HGRN: x, g [B, T, D]; h_t = exp(g_t) h_{t-1} + x_t, output h_t; states [B, D]."""
+    ones = torch.ones(*x.shape, 1, dtype=x.dtype, device=x.device)
+    h0 = initial_state[..., None, None] if initial_state is not None else None
+    o, ht = HGRN(ones, ones, x[..., None], g, scale=1.0, initial_state=h0, output_final_state=output_final_state)
+    return o[..., 0], (ht[..., 0, 0] if ht is not None else None)

@@ -315,3 +315,58 @@ def delta_rule_ref(q, k, v, beta, scale=None, initial_state=None, output_final_s
     delta rule without decay, ``S_t = S_{t-1} + beta_t k_t^T (v_t - k_t S_{t-1})``."""
     return gated_delta_rule_ref(q, k, v, None, beta, scale, initial_state, output_final_state,
                                 use_qk_l2norm_in_kernel)
+
+
+def kda_ref(q, k, v, g, beta, scale=None, initial_state=None, output_final_state=False,
+            use_qk_l2norm_in_kernel=False):
+    r"""Reference for ``fla.ops.kda.chunk_kda`` (Kimi Delta Attention): the gated delta rule with
+    a per-key log decay ``g`` [B,T,H,K]::
+
+        S_t = diag(exp(g_t)) S_{t-1};   S_t = S_t + beta_t k_t^T (v_t - k_t S_t);   o_t = s q_t S_t
+    """
+    scale = _default_scale(scale, k)
+    q, k, v, g, beta = _f64(q), _f64(k), _f64(v), _f64(g), _f64(beta)
+    if use_qk_l2norm_in_kernel:
+        q, k = _l2norm(q), _l2norm(k)
+    B, T, H, K = q.shape
+    S = torch.zeros(B, H, K, v.shape[-1], dtype=_F64, device=q.device)
+    if initial_state is not None:
+        S = S + _f64(initial_state)
+    out = []
+    for t in range(T):
+        S = g[:, t].exp()[..., :, None] * S
+        kt = k[:, t]
+        err = v[:, t] - torch.einsum("bhk,bhkv->bhv", kt, S)
+        S = S + beta[:, t][..., None, None] * kt[..., :, None] * err[..., None, :]
+        out.append(scale * torch.einsum("bhk,bhkv->bhv", q[:, t], S))
+    return torch.stack(out, 1), (S if output_final_state else None)
+
+
+def rwkv6_ref(r, k, v, w, u, scale=None, initial_state=None, output_final_state=False):
+    r"""Reference for ``fla.ops.rwkv6.chunk_rwkv6`` (Peng et al., 2024)::
+
+        o_t = s r_t (S_{t-1} + diag(u) k_t^T v_t)          S_t = diag(exp(w_t)) S_{t-1} + k_t^T v_t
+    """
+    scale = _default_scale(scale, k)
+    r, k, v, w, u = _f64(r), _f64(k), _f64(v), _f64(w), _f64(u)
+    B, T, H, K = r.shape
+    S = torch.zeros(B, H, K, v.shape[-1], dtype=_F64, device=r.device)
+    if initial_state is not None:
+        S = S + _f64(initial_state)
+    out = []
+    for t in range(T):
+        kv = k[:, t][..., :, None] * v[:, t][..., None, :]
+        out.append(scale * torch.einsum("bhk,bhkv->bhv", r[:, t], S + u[None, :, :, None] * kv))
+        S = w[:, t].exp()[..., :, None] * S + kv
+    return torch.stack(out, 1), (S if output_final_state else None)
+
+
+def hgrn_ref(x, g, initial_state=None, output_final_state=False):
+    """Reference for ``fla.ops.hgrn.chunk_hgrn``: h_t = exp(g_t) * h_{t-1} + x_t, o_t = h_t."""
+    x, g = _f64(x), _f64(g)
+    h = torch.zeros_like(x[:, 0]) if initial_state is None else _f64(initial_state).clone()
+    out = []
+    for t in range(x.shape[1]):
+        h = g[:, t].exp() * h + x[:, t]
+        out.append(h)
+    return torch.stack(out, 1), (h if output_final_state else None)
