@@ -107,28 +107,29 @@ def chunk_gla(q, k, v, g, scale=None, initial_state=None, output_final_state=Fal
     return _run(GLA, q, k, v, [g], scale, initial_state, output_final_state, cu_seqlens)
 
 
-def _qk_norm_scale(q, scale):
+def _delta(plain, normed, q, k, v, extras, scale, initial_state, output_final_state, l2, cu_seqlens):
+    """A delta-rule variant, or its twin that L2-normalises q and k inside the kernel; the twin
+    takes the scale per head, since normalising would undo flexla's scaling of q before intra."""
+    if not l2:
+        return _run(plain, q, k, v, extras, scale, initial_state, output_final_state, cu_seqlens)
     scale = q.shape[-1] ** -0.5 if scale is None else scale
-    return torch.full((q.shape[2],), float(scale), device=q.device)
+    q_scale = torch.full((q.shape[2],), float(scale), device=q.device)
+    return _run(normed, q, k, v, [*extras, q_scale], 1.0, initial_state, output_final_state, cu_seqlens)
 
 
 def chunk_delta_rule(q, k, v, beta, scale=None, initial_state=None, output_final_state=False,
                      use_qk_l2norm_in_kernel=False, cu_seqlens=None):
     """DeltaNet: beta [B, T, H] write strength; k is expected L2-normalised (or set
     use_qk_l2norm_in_kernel=True to normalise q and k inside the kernel, as FLA does)."""
-    if use_qk_l2norm_in_kernel:
-        return _run(DeltaNetQKNorm, q, k, v, [beta, _qk_norm_scale(q, scale)], 1.0, initial_state,
-                    output_final_state, cu_seqlens)
-    return _run(DeltaNet, q, k, v, [beta], scale, initial_state, output_final_state, cu_seqlens)
+    return _delta(DeltaNet, DeltaNetQKNorm, q, k, v, [beta], scale, initial_state, output_final_state,
+                  use_qk_l2norm_in_kernel, cu_seqlens)
 
 
 def chunk_gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None, output_final_state=False,
                            use_qk_l2norm_in_kernel=False, cu_seqlens=None):
     """Gated DeltaNet: g [B, T, H] log decay, beta [B, T, H] write strength."""
-    if use_qk_l2norm_in_kernel:
-        return _run(GatedDeltaNetQKNorm, q, k, v, [g, beta, _qk_norm_scale(q, scale)], 1.0, initial_state,
-                    output_final_state, cu_seqlens)
-    return _run(GatedDeltaNet, q, k, v, [g, beta], scale, initial_state, output_final_state, cu_seqlens)
+    return _delta(GatedDeltaNet, GatedDeltaNetQKNorm, q, k, v, [g, beta], scale, initial_state,
+                  output_final_state, use_qk_l2norm_in_kernel, cu_seqlens)
 
 
 def chunk_mamba2(x, dt, A, B, C, initial_state=None, output_final_state=False):
@@ -151,10 +152,8 @@ def chunk_mlstm(q, k, v, i, f, scale=None, initial_state=None, output_final_stat
 def chunk_kda(q, k, v, g, beta, scale=None, initial_state=None, output_final_state=False,
               use_qk_l2norm_in_kernel=False, cu_seqlens=None):
     """KDA: g [B, T, H, K] per-key log decay, beta [B, T, H] write strength."""
-    if use_qk_l2norm_in_kernel:
-        return _run(KDAQKNorm, q, k, v, [g, beta, _qk_norm_scale(q, scale)], 1.0, initial_state,
-                    output_final_state, cu_seqlens)
-    return _run(KDA, q, k, v, [g, beta], scale, initial_state, output_final_state, cu_seqlens)
+    return _delta(KDA, KDAQKNorm, q, k, v, [g, beta], scale, initial_state, output_final_state,
+                  use_qk_l2norm_in_kernel, cu_seqlens)
 
 
 def chunk_rwkv6(r, k, v, w, u, scale=None, initial_state=None, output_final_state=False, cu_seqlens=None):

@@ -288,25 +288,12 @@ def gated_delta_rule_ref(q, k, v, g, beta, scale=None, initial_state=None, outpu
         o_t = s * q_t S_t
 
     ``g`` [B,T,H] natural-log decay (``None``: no decay, i.e. DeltaNet), ``beta`` [B,T,H].
-    With ``use_qk_l2norm_in_kernel`` q and k are divided by sqrt(|x|^2 + 1e-6) first.
+    With ``use_qk_l2norm_in_kernel`` q and k are divided by sqrt(|x|^2 + 1e-6) first. It is KDA's
+    recurrence with the same decay for every key.
     """
-    scale = _default_scale(scale, k)
-    q, k, v, beta = _f64(q), _f64(k), _f64(v), _f64(beta)
-    if use_qk_l2norm_in_kernel:
-        q, k = _l2norm(q), _l2norm(k)
-    B, T, H, K = q.shape
-    S = torch.zeros(B, H, K, v.shape[-1], dtype=_F64, device=q.device)
-    if initial_state is not None:
-        S = S + _f64(initial_state)
-    out = []
-    for t in range(T):
-        if g is not None:
-            S = _f64(g)[:, t].exp()[..., None, None] * S
-        kt = k[:, t]
-        err = v[:, t] - torch.einsum("bhk,bhkv->bhv", kt, S)
-        S = S + beta[:, t][..., None, None] * kt[..., :, None] * err[..., None, :]
-        out.append(scale * torch.einsum("bhk,bhkv->bhv", q[:, t], S))
-    return torch.stack(out, 1), (S if output_final_state else None)
+    g = torch.zeros(beta.shape, dtype=_F64, device=q.device) if g is None else _f64(g)
+    return kda_ref(q, k, v, g[..., None], beta, scale, initial_state, output_final_state,
+                   use_qk_l2norm_in_kernel)
 
 
 def delta_rule_ref(q, k, v, beta, scale=None, initial_state=None, output_final_state=False,
