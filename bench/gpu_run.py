@@ -25,12 +25,18 @@ import torch.nn.functional as F  # noqa: E402
 
 import flexla.ops as fx  # noqa: E402
 from flexla.variants import get  # noqa: E402
-from recurrences import (delta_rule_ref, gated_delta_rule_ref, gla_ref, linear_attn_ref,  # noqa: E402
-                         retention_ref, simple_gla_ref)
+from recurrences import (delta_rule_ref, gated_delta_rule_ref, gla_ref, kda_ref, linear_attn_ref,  # noqa: E402
+                         mlstm_ref, retention_ref, rwkv6_ref, simple_gla_ref)
 
 OPS = ["chunk_linear_attn", "chunk_retention", "chunk_simple_gla", "chunk_gla", "chunk_delta_rule",
-       "chunk_gated_delta_rule"]
-VARIANTS = ["linear_attn", "retention", "simple_gla", "gla", "delta_rule", "gated_delta_rule"]
+       "chunk_gated_delta_rule", "chunk_kda", "chunk_rwkv6", "chunk_mlstm"]
+VARIANTS = ["linear_attn", "retention", "simple_gla", "gla", "delta_rule", "gated_delta_rule", "kda", "rwkv6",
+            "mlstm"]
+SHAPES = {  # B, T, H, K, V
+    "issue5": [(8, 2048, 16, 128, 128), (2, 8192, 16, 128, 128), (1, 32768, 16, 128, 128),
+               (4, 4096, 32, 64, 64), (2, 4096, 8, 256, 256)],
+    "quick": [(8, 2048, 16, 128, 128), (1, 32768, 16, 128, 128), (4, 4096, 32, 64, 64)],
+}
 FLA_BWD_REFUSED = {op: "FLA 0.6.0 refuses this backward on Hopper with Triton 3.6 (its issue 640)"
                    for op in ("chunk_simple_gla", "chunk_gated_delta_rule")}
 START = time.time()
@@ -48,12 +54,32 @@ def load_fla():
         from fla.ops.simple_gla import chunk_simple_gla
         from fla.ops.delta_rule import chunk_delta_rule
         from fla.ops.gated_delta_rule import chunk_gated_delta_rule
-        return dict(chunk_linear_attn=chunk_linear_attn, chunk_retention=chunk_retention,
-                    chunk_simple_gla=chunk_simple_gla, chunk_gla=chunk_gla, chunk_delta_rule=chunk_delta_rule,
-                    chunk_gated_delta_rule=chunk_gated_delta_rule)
+        from fla.ops.kda import chunk_kda
+        from fla.ops.rwkv6 import chunk_rwkv6
+        peers = dict(chunk_linear_attn=chunk_linear_attn, chunk_retention=chunk_retention,
+                     chunk_simple_gla=chunk_simple_gla, chunk_gla=chunk_gla, chunk_delta_rule=chunk_delta_rule,
+                     chunk_gated_delta_rule=chunk_gated_delta_rule, chunk_kda=chunk_kda, chunk_rwkv6=chunk_rwkv6)
     except Exception as e:  # noqa: BLE001
         log("FLA not importable:", e)
-        return {}
+        peers = {}
+    try:   # mlstm_kernels' sigmoid-input-gate mLSTM (TFLA), head-first layout [B, H, T, D]
+        from mlstm_kernels.torch.chunkwise.triton_xl_chunk_siging import mlstm_siging_chunkwise__xl_chunk as mk
+        peers["chunk_mlstm"] = lambda q, k, v, i, f: (mk(*(x.transpose(1, 2) for x in (q, k, v, i, f))), None)
+    except Exception as e:  # noqa: BLE001
+        log("mlstm_kernels not importable:", e)
+    return peers
+
+
+def sdpa_ms(B, T, H, K, dtype, device, mode, do_bench):
+    """Causal softmax attention (flash) on the same shape, as context."""
+    if device != "cuda":
+        return None
+    q, k, v = (torch.randn(B, H, T, K, device=device, dtype=dtype, requires_grad=mode == "fwdbwd") for _ in range(3))
+    f = lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    if mode == "fwd":
+        return do_bench(f, warmup=25, rep=100, return_mode="median")
+    do = torch.randn_like(q)
+    return do_bench(lambda: f().backward(do), warmup=25, rep=100, grad_to_none=[q, k, v], return_mode="median")
 
 
 def make_inputs(op, B, T, H, K, V, dtype, device, seed=0, grad=False):
@@ -65,8 +91,15 @@ def make_inputs(op, B, T, H, K, V, dtype, device, seed=0, grad=False):
     if op in ("chunk_delta_rule", "chunk_gated_delta_rule"):
         x["k"] = F.normalize(x["k"].float(), dim=-1).to(dtype)
         x["beta"] = torch.rand(B, T, H, generator=gen).to(device).to(dtype)
-    if op == "chunk_gla":
+    if op in ("chunk_gla", "chunk_kda", "chunk_rwkv6"):
         x["g"] = (F.logsigmoid(r(B, T, H, K) + 3) / 4).to(dtype)
+    if op == "chunk_kda":
+        x["k"] = F.normalize(x["k"].float(), dim=-1).to(dtype)
+        x["beta"] = torch.rand(B, T, H, generator=gen).to(device).to(dtype)
+    if op == "chunk_rwkv6":
+        x["u"] = (0.5 * r(H, K)).to(dtype)
+    if op == "chunk_mlstm":
+        x["i"], x["f"] = r(B, T, H).to(dtype), (r(B, T, H) + 3).to(dtype)
     if grad:
         for t in x.values():
             t.requires_grad_()
@@ -75,13 +108,23 @@ def make_inputs(op, B, T, H, K, V, dtype, device, seed=0, grad=False):
 
 def call(fn, op, x, **kw):
     extra = {"chunk_linear_attn": dict(normalize=False)}.get(op, {})
-    args = [x["q"], x["k"], x["v"]] + ([x["g"]] if "g" in x else []) + ([x["beta"]] if "beta" in x else [])
+    args = [x["q"], x["k"], x["v"]] + [x[n] for n in ("g", "beta", "u", "i", "f") if n in x]
     return fn(*args, **extra, **kw)
+
+
+def _mlstm_ref(q, k, v, i, f, initial_state=None, output_final_state=True):
+    C0, n0 = initial_state
+    return mlstm_ref(q, k, v, i, f, C0, n0, q.shape[-1] ** -0.5)
 
 
 REFS = {"chunk_linear_attn": linear_attn_ref,
         "chunk_retention": retention_ref, "chunk_simple_gla": simple_gla_ref, "chunk_gla": gla_ref,
-        "chunk_delta_rule": delta_rule_ref, "chunk_gated_delta_rule": gated_delta_rule_ref}
+        "chunk_delta_rule": delta_rule_ref, "chunk_gated_delta_rule": gated_delta_rule_ref,
+        "chunk_kda": kda_ref, "chunk_rwkv6": rwkv6_ref, "chunk_mlstm": _mlstm_ref}
+
+
+def flat(states):
+    return list(states) if isinstance(states, (tuple, list)) else [states]
 
 
 def rel(a, b):
@@ -100,14 +143,18 @@ def correctness(device, dtype, shapes, tol, ops):
                     get(v).schedule = sched
                 x = make_inputs(op, B, T, H, K, V, dtype, device, seed=T, grad=True)
                 h0 = torch.randn(B, H, K, V, device=device)
+                if op == "chunk_mlstm":
+                    h0 = (h0, torch.randn(B, H, K, device=device))
                 o, ht = call(getattr(fx, op), op, x, initial_state=h0, output_final_state=True)
-                do, dht = torch.randn_like(o), torch.randn_like(ht)
-                ((o.float() * do.float()).sum() + (ht * dht).sum()).backward()
+                do, dht = torch.randn_like(o), [torch.randn_like(h) for h in flat(ht)]
+                ((o.float() * do.float()).sum() + sum((h * d).sum() for h, d in zip(flat(ht), dht))).backward()
                 xr = {n: t.detach().double().requires_grad_() for n, t in x.items()}
-                h0r = h0.double()
-                ro, rht = call(REFS[op], op, xr, initial_state=h0r, output_final_state=True)
-                ((ro * do.double()).sum() + (rht * dht.double()).sum()).backward()
-                errs = {"o": rel(o, ro), "ht": rel(ht, rht)}
+                h0r = tuple(h.double() for h in flat(h0))
+                ro, rht = call(REFS[op], op, xr, initial_state=h0r if len(h0r) > 1 else h0r[0],
+                               output_final_state=True)
+                ((ro * do.double()).sum() + sum((h * d.double()).sum() for h, d in zip(flat(rht), dht))).backward()
+                errs = {"o": rel(o, ro)}
+                errs.update({f"ht{i}": rel(h, rh) for i, (h, rh) in enumerate(zip(flat(ht), flat(rht)))})
                 errs.update({f"d{n}": rel(x[n].grad, xr[n].grad) for n in x})
                 worst = max(errs.values())
                 good = worst < tol  # NaN compares False: a NaN fails
@@ -123,7 +170,10 @@ def correctness(device, dtype, shapes, tol, ops):
 def floor_ms(op, mode, B, T, H, K, V):
     """max(bytes / 4.2 TB/s, flops / 750 TFLOP/s): each input read once, each output written once."""
     C = 64
-    gate = {"chunk_simple_gla": B * T * H * 4, "chunk_gla": B * T * H * K * 2}.get(op, 0)
+    per_key, per_head = B * T * H * K * 2, B * T * H * 2
+    gate = {"chunk_simple_gla": 2 * per_head, "chunk_gla": per_key, "chunk_delta_rule": per_head,
+            "chunk_gated_delta_rule": 2 * per_head + per_head, "chunk_kda": per_key + per_head,
+            "chunk_rwkv6": per_key, "chunk_mlstm": 2 * per_head}.get(op, 0)
     io = 2 * (2 * B * T * H * K + 2 * B * T * H * V) + gate     # q, k, v in, o out (bf16)
     flops = B * H * T * (2 * C * (K + V) + 4 * K * V)           # intra qk^T, A v; inter q S, k^T v
     if mode == "fwdbwd":
@@ -132,7 +182,7 @@ def floor_ms(op, mode, B, T, H, K, V):
 
 
 def timing(device, dtype, fla, shapes, modes, budget_s, do_bench, save, ops, schedules):
-    rows = []
+    rows, sdpa = [], {}
     meta = dict(device=torch.cuda.get_device_name() if device == "cuda" else "cpu", torch=torch.__version__,
                 triton=__import__("triton").__version__, date=datetime.date.today().isoformat())
     for mode in modes:
@@ -148,12 +198,19 @@ def timing(device, dtype, fla, shapes, modes, budget_s, do_bench, save, ops, sch
                 do = torch.randn(B, T, H, V, device=device, dtype=dtype)
                 row = dict(op=op, shape=list(shape), mode=mode, schedule=sched or "auto",
                            floor_ms=floor_ms(op, mode, *shape), **meta)
+                if (shape, mode) not in sdpa:
+                    try:
+                        sdpa[(shape, mode)] = sdpa_ms(B, T, H, K, dtype, device, mode, do_bench)
+                    except Exception as e:  # noqa: BLE001
+                        sdpa[(shape, mode)] = None
+                        log("sdpa failed:", e)
+                row["sdpa_ms"] = sdpa[(shape, mode)]
                 peers = (("flexla", getattr(fx, op)),) + ((("fla", fla.get(op)),) if sched is schedules[0] else ())
                 for who, fn in peers:
                     key = f"{who}_ms"
                     if fn is None or (who == "fla" and mode == "fwdbwd" and op in FLA_BWD_REFUSED):
                         row[key] = None
-                        row["note"] = FLA_BWD_REFUSED.get(op, "FLA not available") if who == "fla" else None
+                        row["note"] = FLA_BWD_REFUSED.get(op, "peer not available") if who == "fla" else None
                         continue
                     try:
                         if mode == "fwd":
@@ -214,6 +271,7 @@ def main():
     p.add_argument("--ops", default=",".join(OPS), help="comma-separated ops")
     p.add_argument("--fla-ops", default=",".join(OPS), help="ops to time FLA on too (its first call autotunes for minutes)")
     p.add_argument("--schedules", default="auto", help="flexla schedules to time: auto, fused, chunk (comma-separated)")
+    p.add_argument("--shapes", default="quick", choices=sorted(SHAPES), help="which shape set to time")
     args = p.parse_args()
     out = Path(os.environ.get("OUT", "/tmp" if args.dry else Path(__file__).parent))
     if args.dry:
@@ -226,7 +284,7 @@ def main():
         from triton.testing import do_bench
         device, dtype, tol = "cuda", torch.bfloat16, 2e-2
         check_shapes = [(2, 300, 4, 64, 64), (1, 130, 2, 40, 72)]
-        bench_shapes = [(8, 2048, 16, 128, 128), (1, 32768, 16, 128, 128), (4, 4096, 32, 64, 64)]
+        bench_shapes = SHAPES[args.shapes]
         fla = {k: f for k, f in load_fla().items() if k in args.fla_ops.split(",")}
     log(f"== correctness ({dtype}, tolerance {tol}) ==")
     try:

@@ -357,3 +357,21 @@ def hgrn_ref(x, g, initial_state=None, output_final_state=False):
         h = g[:, t].exp() * h + x[:, t]
         out.append(h)
     return torch.stack(out, 1), (h if output_final_state else None)
+
+
+def mlstm_ref(q, k, v, i, f, C0, n0, scale, eps=1e-6):
+    r"""mLSTM with a sigmoid input gate (the semantics of mlstm_kernels' ``*_siging_*`` kernels)::
+
+        C_t = sigmoid(f_t) C_{t-1} + sigmoid(i_t) k_t^T v_t        n_t = sigmoid(f_t) n_{t-1} + sigmoid(i_t) k_t
+        h_t = (s q_t C_t) / (max(|s q_t . n_t|, 1) + eps)
+    Returns (h, (C_T, n_T)).
+    """
+    C, n, out = C0.clone(), n0.clone(), []
+    for t in range(q.shape[1]):
+        fg, ig = torch.sigmoid(f[:, t])[..., None], torch.sigmoid(i[:, t])[..., None]
+        C = fg[..., None] * C + (ig * k[:, t])[..., :, None] * v[:, t][..., None, :]
+        n = fg * n + ig * k[:, t]
+        qt = q[:, t] * scale
+        den = (qt * n).sum(-1, keepdim=True)
+        out.append(torch.einsum("bhk,bhkv->bhv", qt, C) / (torch.maximum(den.abs(), torch.ones_like(den)) + eps))
+    return torch.stack(out, 1), (C, n)

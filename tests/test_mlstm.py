@@ -6,18 +6,7 @@ import torch.nn.functional as F
 
 from flexla import CallError, ops
 from flexla.variants import get
-
-
-def mlstm_recurrence(q, k, v, i, f, C0, n0, scale, eps=1e-6):
-    C, n, out = C0.clone(), n0.clone(), []
-    for t in range(q.shape[1]):
-        fg, ig = torch.sigmoid(f[:, t])[..., None], torch.sigmoid(i[:, t])[..., None]
-        C = fg[..., None] * C + (ig * k[:, t])[..., :, None] * v[:, t][..., None, :]
-        n = fg * n + ig * k[:, t]
-        qt = q[:, t] * scale
-        den = (qt * n).sum(-1, keepdim=True)
-        out.append(torch.einsum("bhk,bhkv->bhv", qt, C) / (torch.maximum(den.abs(), torch.ones_like(den)) + eps))
-    return torch.stack(out, 1), (C, n)
+from recurrences import mlstm_ref as mlstm_recurrence
 
 
 @pytest.mark.parametrize("schedule", ["fused", "chunk"])
