@@ -9,8 +9,6 @@ known to be full (MASK_<dim> constexpr false).
 """
 from __future__ import annotations
 
-import sympy
-
 from ..ir import C, K, V, Graph, Node, Op
 
 DIM = {C: "C", K: "K", V: "V"}
@@ -191,6 +189,3 @@ def lines(graph: Graph, names: list[str]) -> list[str]:
             out.append(ln)
     return out
 
-
-def is_symbol(d) -> bool:
-    return isinstance(d, sympy.Symbol)

@@ -64,13 +64,6 @@ class Graph:
     def input(self, role: str) -> Node | None:
         return next((n for n in self.inputs if n.a["role"] == role), None)
 
-    def users(self) -> dict[str, list[str]]:
-        users = {n.name: [] for n in self.nodes}
-        for n in self.nodes:
-            for i in n.inputs:
-                users[i].append(n.name)
-        return users
-
     def to_networkx(self) -> nx.DiGraph:
         g = nx.DiGraph()
         for n in self.nodes:
@@ -98,16 +91,6 @@ class Graph:
         """Only what the given outputs need (inputs kept), in the same order."""
         keep = self.ancestors(outputs.values())
         return self.replace([n for n in self.nodes if n.name in keep or n.op is Op.INPUT], outputs)
-
-    def rename(self, mapping: dict[str, str]) -> "Graph":
-        """Point every use of a key in mapping to its value (for rewrites that drop nodes)."""
-        def r(x):
-            while x in mapping:
-                x = mapping[x]
-            return x
-        nodes = [dataclasses.replace(n, inputs=tuple(r(i) for i in n.inputs))
-                 for n in self.nodes if n.name not in mapping]
-        return self.replace(nodes, {k: r(v) for k, v in self.outputs.items()})
 
     def __str__(self) -> str:
         from .printer import render
