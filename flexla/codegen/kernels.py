@@ -18,6 +18,7 @@ TEMPLATES = {"fused_fwd": "fused.py.jinja", "chunk_states": "chunk_states.py.jin
              "bwd_states": "backward_states.py.jinja", "bwd_grads": "backward_grads.py.jinja"}
 FORWARD_CARRY = {"fused_fwd", "chunk_states"}     # these carry the states through the chunk loop
 BACKWARD_CARRY = {"bwd", "bwd_states"}            # these carry the state gradients
+BLOCKS = {"KV": "[BK, BV]", "K": "[BK]", "V": "[BV]"}  # the Triton block of a state, by shape code
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class Access:
 
     @property
     def block(self) -> str:
-        return {"KV": "[BK, BV]", "K": "[BK]", "V": "[BV]"}[self.shape]
+        return BLOCKS[self.shape]
 
 
 @dataclass
@@ -133,7 +134,7 @@ def kernel_source(plan: KernelPlan, extras: list[Extra], states: list[State], di
 def _ref(g: Graph, name: str, shape: str = "") -> str:
     n = g[name]
     if n.op is Op.CONST:
-        block = {"KV": "[BK, BV]", "K": "[BK]", "V": "[BV]"}.get(shape)
+        block = BLOCKS.get(shape)
         value = float(n.a["value"])
         return f"tl.zeros({block}, dtype=ACC) + {value!r}" if block else repr(value)
     return var(name)

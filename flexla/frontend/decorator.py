@@ -77,14 +77,13 @@ class Variant:
     def __call__(self, q, k, v, *extras, scale=None, initial_state=None, output_final_state=False):
         from ..runtime import launch
         from ..runtime.function import LinearAttentionFunction
-        from ..runtime.launch import state_dtype
         roles = self._check(q, k, v, extras, initial_state)
         compiled = self._compile_for(roles, q, k, v, extras)
         K = q.shape[-1]
         scale = K ** -0.5 if scale is None else float(scale)
         q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
         extras = [e.contiguous() for e in extras]
-        h0s = [h.to(state_dtype(q)).contiguous() for h in self._as_list(initial_state)] \
+        h0s = [h.to(launch.state_dtype(q)).contiguous() for h in self._as_list(initial_state)] \
             if initial_state is not None else None
         opts = dict(scale=scale, output_final_state=output_final_state, chunk_size=self.chunk_size,
                     schedule=self.schedule, per_token=[r.per_token for r in roles])

@@ -364,8 +364,10 @@ def to_ir(gm: torch.fx.GraphModule, inputs: list[tuple[str, tuple]], outputs: li
     out = {}
     for role, x in zip(outputs, flat):
         out[role] = b.operand(x) if x is not None else b.add(Op.FULL, value=0.0, shape=())
-    if any(n.op is Op.FLIP for n in b.nodes if n.name in Graph(b.nodes, out).ancestors(out.values())):
-        b.loc = next(n.loc for n in b.nodes if n.op is Op.FLIP)
+    needed = Graph(b.nodes, out).ancestors(out.values())
+    stray = [n for n in b.nodes if n.op is Op.FLIP and n.name in needed]
+    if stray:
+        b.loc = stray[0].loc
         raise b.error("flip", "flip is supported only as part of a reverse cumsum")
     return Graph(b.nodes, out, {"name": name})
 

@@ -30,6 +30,11 @@ def sm_count(device) -> int:
     return 1
 
 
+def state_sizes(tile, K: int, V: int) -> tuple:
+    """A state's sizes from its tile, e.g. ("K", "V") -> (K, V)."""
+    return tuple({"K": K, "V": V}[d] for d in tile)
+
+
 def state_dtype(x):
     """States and accumulators are float32 (float64 for float64 inputs, used by gradcheck)."""
     return torch.float64 if x.dtype == torch.float64 else torch.float32
@@ -62,7 +67,7 @@ def forward(compiled, q, k, v, extras, scale, h0s, want_ht, chunk_size, schedule
     L = Launch(meta, q, v, chunk_size, scale, h0s is not None, want_ht)
     B, T, H, K, V, NT, NV = L.B, L.T, L.H, L.K, L.V, L.NT, L.NV
     tiles = meta["states"]
-    size = lambda tile: tuple({"K": K, "V": V}[d] for d in tile)
+    size = lambda tile: state_sizes(tile, K, V)
     o = _empty(B, T, H, V, dtype=v.dtype, device=v.device)
     hts = [_empty(B, H, *size(t), dtype=state_dtype(q), device=v.device) for t in tiles] if want_ht else None
     sched = choose_schedule(B, H, NT, NV, sm_count(q.device), schedule)
@@ -82,7 +87,7 @@ def forward(compiled, q, k, v, extras, scale, h0s, want_ht, chunk_size, schedule
 def chunk_states(compiled, q, k, v, extras, scale, h0s, chunk_size):
     """The states entering every chunk, [B*H, NT, *state] each (recomputed for the backward)."""
     L = Launch(compiled.meta, q, v, chunk_size, scale, h0s is not None, False)
-    size = lambda tile: tuple({"K": L.K, "V": L.V}[d] for d in tile)
+    size = lambda tile: state_sizes(tile, L.K, L.V)
     states = [_empty(L.B * L.H, L.NT, *size(t), dtype=state_dtype(q), device=v.device)
               for t in compiled.meta["states"]]
     per_state = [x for i, st in enumerate(states) for x in (h0s[i] if h0s is not None else q, q, st)]
@@ -98,7 +103,7 @@ def backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_to
     states = chunk_states(compiled, q, k, v, extras, scale, h0s, chunk_size)
     L = Launch(compiled.meta, q, v, chunk_size, scale, h0s is not None, dhts is not None, v_split=False)
     B, H, NT = L.B, L.H, L.NT
-    size = lambda tile: tuple({"K": L.K, "V": L.V}[d] for d in tile)
+    size = lambda tile: state_sizes(tile, L.K, L.V)
     tiles = compiled.meta["states"]
     sched = choose_schedule(B, H, NT, 1, sm_count(q.device), schedule)
     G = H // q.shape[2]         # heads sharing one q/k head: per-head gradients, summed below
@@ -132,5 +137,5 @@ def backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_to
 def final_state_like(compiled, q, v):
     """Zero final states (to stand in for a gradient autograd did not provide)."""
     B, H, K, V = q.shape[0], v.shape[2], q.shape[-1], v.shape[-1]
-    return [torch.zeros(B, H, *({"K": K, "V": V}[d] for d in t), dtype=state_dtype(q), device=q.device)
+    return [torch.zeros(B, H, *state_sizes(t, K, V), dtype=state_dtype(q), device=q.device)
             for t in compiled.meta["states"]]
