@@ -96,3 +96,22 @@ def test_extreme_gates_stay_finite(gate, rel):
         # decays by e^-10, so fp32 keeps fewer of its digits; the others are as accurate as usual
         tol = 1e-2 if n == "g" else 1e-4
         assert rel(grads[n], rgrads[n]) < tol, f"d{n}: {rel(grads[n], rgrads[n])}"
+
+
+@pytest.mark.parametrize("chunk_size", [16, 32, 128])
+def test_other_chunk_sizes(chunk_size, rel):
+    """The inverse is built from 16-row blocks: one block, two, and eight of them."""
+    x = inputs(1, 150, 2, 16, 16, seed=3)
+    variant = get("gated_delta_rule")
+    old, variant.chunk_size = variant.chunk_size, chunk_size
+    try:
+        names = ["q", "k", "v", "g", "beta", "h0"]
+        o, ht, grads = run_grads(lambda q, k, v, g, beta, h0: variant(q, k, v, g, beta, initial_state=h0,
+                                                                      output_final_state=True), x, names, torch.float32)
+    finally:
+        variant.chunk_size = old
+    ro, rht, rgrads = run_grads(lambda q, k, v, g, beta, h0: gated_delta_rule_ref(
+        q, k, v, g, beta, initial_state=h0, output_final_state=True), x, names, torch.float64)
+    assert rel(o, ro) < TOL and rel(ht, rht) < TOL
+    for n in names:
+        assert rel(grads[n], rgrads[n]) < 1e-4, f"d{n}: {rel(grads[n], rgrads[n])}"

@@ -132,16 +132,17 @@ class Lowering:
             if len(n.shape) == 2:
                 hit, x = (f"{hit}[:, None]", f"{x}[None, :]") if ax == 0 else (f"{hit}[None, :]", f"{x}[:, None]")
             return f"tl.where({hit}, {x}, 0.0)"
-        if n.op is Op.TRISOLVE:
+        if n.op is Op.TRIINV:   # the helper inverts lower matrices; (U^-1)^T = (U^T)^-1
             d = dim_name(n.shape[0])
-            A, B = keep(args[0], self.shape(n.inputs[0]), 1), keep(args[1], self.shape(n.inputs[1]), 0)
-            fn = "_trisolve_upper" if a["upper"] else "_trisolve_lower"
-            return f"{fn}({A}, {B}, {lane_index(d)}, {valid_length(d)}, UNIT={a['unit']})"
+            A = f"tl.trans({args[0]})" if a["upper"] else args[0]
+            inv = f"_tri_inverse({A}, {lane_index(d)}, {valid_length(d)}, UNIT={a['unit']}, DOT_PRECISION=DOT_PRECISION)"
+            return f"tl.trans({inv})" if a["upper"] else inv
         if n.op in (Op.GATED_SCORES, Op.GATED_APPLY, Op.GATED_APPLY_T):
             d = dim_name(n.shape[0])
             first = args[0] if n.op is not Op.GATED_SCORES else keep(args[0], self.shape(n.inputs[0]), 1)
             second = keep(args[1], self.shape(n.inputs[1]), 1) if n.op is Op.GATED_SCORES else args[1]
-            return f"_{n.op.value}({first}, {second}, {args[2]}, {lane_index(d)}, {valid_length(d)})"
+            return (f"_{n.op.value}({first}, {second}, {args[2]}, {lane_index(d)}, {valid_length(d)}, "
+                    f"DOT_PRECISION=DOT_PRECISION)")
         if n.op is Op.FULL:
             if not n.shape:
                 return repr(float(a["value"]))

@@ -56,6 +56,7 @@ class Op(enum.Enum):
     SELECT = "select"        # attrs: dim, index (negative counts from the end of the valid part)
     PLACE = "place"          # attrs: shape, dim, index; the adjoint of SELECT (zeros elsewhere)
     TRISOLVE = "trisolve"    # (A [N, N], B [N, M]), attrs: upper, unit; X with A X = B, A triangular
+    TRIINV = "triinv"        # (A [N, N],), attrs: upper, unit; A's inverse on its valid rows and columns
     GATED_SCORES = "gated_scores"      # (q [N, M], k [N, M], g [N, M]) -> [N, N], see frontend/primitives.py
     GATED_APPLY = "gated_apply"        # (D [N, N], x [N, M], g [N, M]) -> [N, M]
     GATED_APPLY_T = "gated_apply_t"    # (D [N, N], x [N, M], g [N, M]) -> [N, M]
@@ -104,6 +105,10 @@ def infer_shape(op: Op, shapes: list[Shape], attrs: dict) -> Shape:
         if len(x) != 2 or len(y) != 2 or x[1] != y[0]:
             raise ShapeError(f"mm of {x} and {y}")
         return (x[0], y[1])
+    if op is Op.TRIINV:
+        if len(x) != 2 or x[0] != x[1]:
+            raise ShapeError(f"triangular inverse of {x}")
+        return x
     if op is Op.TRISOLVE:
         y = rest[0]
         if len(x) != 2 or x[0] != x[1] or len(y) != 2 or y[0] != x[0]:

@@ -12,10 +12,12 @@ from .dce import dead_code
 from .precision import assign_precision
 from .tiling import tile
 from .transpose_elimination import eliminate_transposes
+from .triangular import solve_by_inverse
 
 PASSES = [
     canonicalize,             # fold constants, drop identity ops (x*1, squeeze(unsqueeze(x)))
     eliminate_transposes,     # T(T(x)) -> x; the vjp is full of them
+    solve_by_inverse,         # trisolve(A, B) -> mm(triinv(A), B), one inverse per matrix
     common_subexpressions,    # callbacks recompute g[-1] and friends; keep one of each
     canonicalize,             # CSE exposes more identities
     dead_code,                # what no output needs (the vjp's unused forward values)

@@ -1,7 +1,8 @@
 """Precision assignment. Every value and accumulator is fp32; the operands of a matrix product
 are cast to the input dtype (bf16/fp16 tensor cores on the GPU), as FLA does, except where an
 operand carries a cumulative sum of log-gates, whose absolute size makes bf16 lose the small
-differences the kernel later exponentiates: those products stay fp32.
+differences the kernel later exponentiates, and where an operand is a triangular inverse, whose
+entries can be large and cancel: those products stay fp32 (tf32 on the GPU).
 """
 from __future__ import annotations
 
@@ -9,14 +10,14 @@ import dataclasses
 
 from ..ir import Graph, Op
 
-GATE_SENSITIVE = {Op.CUMSUM, Op.REVCUMSUM}
+KEEP_FP32 = {Op.CUMSUM, Op.REVCUMSUM, Op.TRIINV}
 
 
 def assign_precision(graph: Graph) -> Graph:
     # values derived from a cumsum by arithmetic that keeps its magnitude (no exp in between)
     sensitive = set()
     for n in graph.nodes:
-        if n.op in GATE_SENSITIVE or (n.op in (Op.ADD, Op.SUB, Op.NEG, Op.UNSQUEEZE, Op.SQUEEZE, Op.EXPAND,
+        if n.op in KEEP_FP32 or (n.op in (Op.ADD, Op.SUB, Op.NEG, Op.UNSQUEEZE, Op.SQUEEZE, Op.EXPAND,
                                                Op.TRANSPOSE, Op.SELECT)
                                       and any(i in sensitive for i in n.inputs)):
             sensitive.add(n.name)

@@ -23,8 +23,6 @@ def v_split_blocker(graph: Graph) -> str | None:
             continue
         if n.op is Op.MM and graph[n.inputs[0]].shape[1] != V:
             continue
-        if n.op is Op.TRISOLVE and V not in graph[n.inputs[0]].shape:   # mixes rows, not columns
-            continue
         return f"{n.name} = {n.op.value}(...) {n.loc or ''}".strip()
     return None
 
