@@ -28,8 +28,19 @@ def test_gated_scores_definition_and_gradients():
 @pytest.mark.parametrize("schedule", ["fused", "chunk"])
 def test_gla_any_gate_strength(gate, schedule, rel):
     """A 64-token chunk of per-key log gates near -10 used to overflow exp(-G) in fp32."""
+    check_gla(gate, schedule, 64, rel)
+
+
+@pytest.mark.parametrize("chunk_size", [16, 32, 128])
+def test_gla_other_chunk_sizes(chunk_size, rel):
+    """The scores are built from 16-row blocks: one block, two, and eight of them."""
+    check_gla(-3.0, "chunk", chunk_size, rel)
+
+
+def check_gla(gate, schedule, chunk_size, rel):
     from flexla.variants import get
-    get("gla").schedule = schedule
+    variant = get("gla")
+    variant.schedule, old, variant.chunk_size = schedule, variant.chunk_size, chunk_size
     gen = torch.Generator().manual_seed(1)
     B, T, H, K, V = 1, 100, 2, 16, 16
     r = lambda *s: torch.randn(*s, generator=gen)
@@ -44,7 +55,10 @@ def test_gla_any_gate_strength(gate, schedule, rel):
         ((o * w).sum() + ht.sum()).backward()
         return o, ht, {n: xs[n].grad for n in names}
 
-    o, ht, grads = run(ops.chunk_gla, torch.float32)
+    try:
+        o, ht, grads = run(ops.chunk_gla, torch.float32)
+    finally:
+        variant.chunk_size = old
     ro, rht, rgrads = run(gla_ref, torch.float64)
     assert rel(o, ro) < 1e-5 and rel(ht, rht) < 1e-5          # rel() fails on NaN
     for n in names:

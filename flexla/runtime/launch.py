@@ -57,7 +57,9 @@ class Launch:
             ACC=tl.float64 if q.dtype == torch.float64 else tl.float32)
 
 
-    def run(self, kernel, grid, pointers, num_warps=4, num_stages=1):
+    def run(self, kernel, grid, pointers, num_stages=1):
+        # FLEXLA_NUM_WARPS overrides the default of 4, for tuning experiments (bench/README.md)
+        num_warps = int(os.environ.get("FLEXLA_NUM_WARPS", 4))
         kernel[grid](*pointers, **self.consts, num_warps=num_warps, num_stages=num_stages)
 
 
