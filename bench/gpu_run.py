@@ -1,6 +1,6 @@
 """One run on the GPU: bf16 correctness of every op against float64, then forward and
 forward+backward times of flexla next to FLA 0.6.0 (same inputs, same process), peak memory,
-and a short table. Results go to bench/results.json (and $OUT when set).
+and a short table. Timings go to bench/results.json, checks to bench/correctness.json (and $OUT when set).
 
     python bench/gpu_run.py            # on the GPU machine, FLA unpacked on PYTHONPATH
     TRITON_INTERPRET=1 python bench/gpu_run.py --dry   # tiny shapes on the CPU, to test the script
@@ -8,10 +8,12 @@ and a short table. Results go to bench/results.json (and $OUT when set).
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import datetime
 import json
 import math
 import os
+import subprocess
 import sys
 import time
 import traceback
@@ -25,17 +27,20 @@ import torch.nn.functional as F  # noqa: E402
 
 import flexla.ops as fx  # noqa: E402
 from flexla.variants import get  # noqa: E402
-from recurrences import (delta_rule_ref, gated_delta_rule_ref, gla_ref, kda_ref, linear_attn_ref,  # noqa: E402
-                         mlstm_ref, retention_ref, rwkv6_ref, simple_gla_ref)
+from recurrences import (delta_rule_ref, gated_delta_rule_ref, gla_ref, hgrn_ref, kda_ref, linear_attn_ref,  # noqa: E402
+                         mamba2_ref, mlstm_ref, retention_ref, rwkv6_ref, simple_gla_ref)
 
 OPS = ["chunk_linear_attn", "chunk_retention", "chunk_simple_gla", "chunk_gla", "chunk_delta_rule",
-       "chunk_gated_delta_rule", "chunk_kda", "chunk_rwkv6", "chunk_mlstm"]
+       "chunk_gated_delta_rule", "chunk_kda", "chunk_rwkv6", "chunk_mlstm", "chunk_hgrn"]
+CHECK_ONLY = ["chunk_mamba2"]   # checked in bf16, not timed: FLA 0.6.0 has no Mamba2 op
+OWN_ARGS = {"chunk_hgrn", "chunk_mamba2"}   # inputs passed in make_inputs' order, not as q, k, v, ...
 VARIANTS = ["linear_attn", "retention", "simple_gla", "gla", "delta_rule", "gated_delta_rule", "kda", "rwkv6",
-            "mlstm"]
+            "mlstm", "hgrn", "mamba2"]
 SHAPES = {  # B, T, H, K, V
     "issue5": [(8, 2048, 16, 128, 128), (2, 8192, 16, 128, 128), (1, 32768, 16, 128, 128),
                (4, 4096, 32, 64, 64), (2, 4096, 8, 256, 256)],
     "quick": [(8, 2048, 16, 128, 128), (1, 32768, 16, 128, 128), (4, 4096, 32, 64, 64)],
+    "one": [(8, 2048, 16, 128, 128)],
 }
 FLA_BWD_REFUSED = {op: "FLA 0.6.0 refuses this backward on Hopper with Triton 3.6 (its issue 640)"
                    for op in ("chunk_simple_gla", "chunk_gated_delta_rule")}
@@ -43,7 +48,7 @@ START = time.time()
 
 
 def log(*a):
-    print(*a, flush=True)
+    print(f"[{time.time() - START:6.0f}s]", *a, flush=True)
 
 
 def load_fla():
@@ -56,15 +61,25 @@ def load_fla():
         from fla.ops.gated_delta_rule import chunk_gated_delta_rule
         from fla.ops.kda import chunk_kda
         from fla.ops.rwkv6 import chunk_rwkv6
+        from fla.ops.hgrn import chunk_hgrn
         peers = dict(chunk_linear_attn=chunk_linear_attn, chunk_retention=chunk_retention,
                      chunk_simple_gla=chunk_simple_gla, chunk_gla=chunk_gla, chunk_delta_rule=chunk_delta_rule,
-                     chunk_gated_delta_rule=chunk_gated_delta_rule, chunk_kda=chunk_kda, chunk_rwkv6=chunk_rwkv6)
+                     chunk_gated_delta_rule=chunk_gated_delta_rule, chunk_kda=chunk_kda, chunk_rwkv6=chunk_rwkv6,
+                     chunk_hgrn=chunk_hgrn)
     except Exception as e:  # noqa: BLE001
         log("FLA not importable:", e)
         peers = {}
     try:   # mlstm_kernels' sigmoid-input-gate mLSTM (TFLA), head-first layout [B, H, T, D]
         from mlstm_kernels.torch.chunkwise.triton_xl_chunk_siging import mlstm_siging_chunkwise__xl_chunk as mk
-        peers["chunk_mlstm"] = lambda q, k, v, i, f: (mk(*(x.transpose(1, 2) for x in (q, k, v, i, f))), None)
+
+        def mlstm(q, k, v, i, f, initial_state=None, output_final_state=False):
+            C0, n0 = initial_state if initial_state is not None else (None, None)
+            out = mk(*(x.transpose(1, 2) for x in (q, k, v, i, f)), c_initial=C0, n_initial=n0,
+                     return_last_states=output_final_state)
+            h, states = out if output_final_state else (out, None)
+            return h.transpose(1, 2), states
+        mlstm.head_first = mk   # timed on head-first inputs, its own layout, so no transposes are timed
+        peers["chunk_mlstm"] = mlstm
     except Exception as e:  # noqa: BLE001
         log("mlstm_kernels not importable:", e)
     return peers
@@ -85,6 +100,13 @@ def sdpa_ms(B, T, H, K, dtype, device, mode, do_bench):
 def make_inputs(op, B, T, H, K, V, dtype, device, seed=0, grad=False):
     gen = torch.Generator(device="cpu").manual_seed(seed)
     r = lambda *s: torch.randn(*s, generator=gen).to(device)
+    if op == "chunk_hgrn":      # channels D = H * V
+        x = dict(x=r(B, T, H * V).to(dtype), g=(F.logsigmoid(r(B, T, H * V) + 3)).to(dtype))
+        return {n: t.requires_grad_(grad) for n, t in x.items()}
+    if op == "chunk_mamba2":    # one group: B and C shared by all heads
+        x = dict(x=r(B, T, H, V).to(dtype), dt=F.softplus(r(B, T, H) - 1).to(dtype), A=-torch.rand(H, generator=gen).to(device) - 0.2,
+                 B=r(B, T, 1, K).to(dtype), C=r(B, T, 1, K).to(dtype))
+        return {n: t.requires_grad_(grad) for n, t in x.items()}
     x = dict(q=r(B, T, H, K).to(dtype), k=r(B, T, H, K).to(dtype), v=r(B, T, H, V).to(dtype))
     if op in ("chunk_simple_gla", "chunk_gated_delta_rule"):
         x["g"] = F.logsigmoid(r(B, T, H) + 3).float()
@@ -99,6 +121,9 @@ def make_inputs(op, B, T, H, K, V, dtype, device, seed=0, grad=False):
     if op == "chunk_rwkv6":
         x["u"] = (0.5 * r(H, K)).to(dtype)
     if op == "chunk_mlstm":
+        # Positive-mean q and k keep |q . n| well above the kink of max(|q . n|, 1): near it the exact
+        # gradients move by 6% when the inputs move by 0.2%, so no bf16 kernel could match them there.
+        x["q"], x["k"] = (x["q"].float() + 0.5).to(dtype), (x["k"].float() + 0.5).to(dtype)
         x["i"], x["f"] = r(B, T, H).to(dtype), (r(B, T, H) + 3).to(dtype)
     if grad:
         for t in x.values():
@@ -107,6 +132,8 @@ def make_inputs(op, B, T, H, K, V, dtype, device, seed=0, grad=False):
 
 
 def call(fn, op, x, **kw):
+    if op in OWN_ARGS:
+        return fn(*x.values(), **kw)
     extra = {"chunk_linear_attn": dict(normalize=False)}.get(op, {})
     args = [x["q"], x["k"], x["v"]] + [x[n] for n in ("g", "beta", "u", "i", "f") if n in x]
     return fn(*args, **extra, **kw)
@@ -120,7 +147,17 @@ def _mlstm_ref(q, k, v, i, f, initial_state=None, output_final_state=True):
 REFS = {"chunk_linear_attn": linear_attn_ref,
         "chunk_retention": retention_ref, "chunk_simple_gla": simple_gla_ref, "chunk_gla": gla_ref,
         "chunk_delta_rule": delta_rule_ref, "chunk_gated_delta_rule": gated_delta_rule_ref,
-        "chunk_kda": kda_ref, "chunk_rwkv6": rwkv6_ref, "chunk_mlstm": _mlstm_ref}
+        "chunk_kda": kda_ref, "chunk_rwkv6": rwkv6_ref, "chunk_mlstm": _mlstm_ref, "chunk_hgrn": hgrn_ref,
+        "chunk_mamba2": mamba2_ref}
+
+
+def initial_state(op, B, H, K, V, device):
+    if op == "chunk_hgrn":
+        return torch.randn(B, H * V, device=device)
+    if op == "chunk_mamba2":
+        return torch.randn(B, H, V, K, device=device)
+    h0 = torch.randn(B, H, K, V, device=device)
+    return (h0, torch.randn(B, H, K, device=device) + 2) if op == "chunk_mlstm" else h0
 
 
 def flat(states):
@@ -134,41 +171,108 @@ def rel(a, b):
     return ((a - b).norm() / b.norm()).item()
 
 
-def correctness(device, dtype, shapes, tol, ops):
+def errors(fn, op, x, h0, ro, rht, rgrads, do, dht):
+    """Relative errors of one implementation's output, final states and gradients against float64."""
+    x = {n: t.detach().clone().requires_grad_() for n, t in x.items()}
+    o, ht = call(fn, op, x, initial_state=h0, output_final_state=True)
+    ((o.float() * do.float()).sum() + sum((h.float() * d).sum() for h, d in zip(flat(ht), dht))).backward()
+    errs = {"o": rel(o, ro)}
+    errs.update({f"ht{i}": rel(h, rh) for i, (h, rh) in enumerate(zip(flat(ht), flat(rht)))})
+    errs.update({f"d{n}": rel(x[n].grad, rgrads[n]) for n in x})
+    return errs
+
+
+def correctness(device, dtype, shapes, tol, ops, peers):
+    """flexla (both schedules) against float64 recurrences; the peer's errors on the same inputs are
+    recorded beside them as context (they do not decide pass or fail)."""
     rows, ok = [], True
     for op in ops:
         for (B, T, H, K, V) in shapes:
+            x = make_inputs(op, B, T, H, K, V, dtype, device, seed=T)
+            h0 = initial_state(op, B, H, K, V, device)
+            xr = {n: t.double().requires_grad_() for n, t in x.items()}
+            h0r = tuple(h.double() for h in flat(h0))
+            ro, rht = call(REFS[op], op, xr, initial_state=h0r if len(h0r) > 1 else h0r[0], output_final_state=True)
+            do, dht = torch.randn_like(ro).to(dtype), [torch.randn_like(h).float() for h in flat(rht)]
+            ((ro * do.double()).sum() + sum((h * d.double()).sum() for h, d in zip(flat(rht), dht))).backward()
+            rgrads = {n: t.grad for n, t in xr.items()}
+            args = (op, x, h0, ro, rht, rgrads, do, dht)
+            peer = None
+            if op in peers:
+                try:
+                    peer = max(errors(peers[op], *args).values())
+                except Exception as e:  # noqa: BLE001
+                    log(f"peer check of {op} failed: {type(e).__name__}: {str(e)[:200]}")
             for sched in ("fused", "chunk"):
                 for v in VARIANTS:
                     get(v).schedule = sched
-                x = make_inputs(op, B, T, H, K, V, dtype, device, seed=T, grad=True)
-                h0 = torch.randn(B, H, K, V, device=device)
-                if op == "chunk_mlstm":
-                    h0 = (h0, torch.randn(B, H, K, device=device))
-                o, ht = call(getattr(fx, op), op, x, initial_state=h0, output_final_state=True)
-                do, dht = torch.randn_like(o), [torch.randn_like(h) for h in flat(ht)]
-                ((o.float() * do.float()).sum() + sum((h * d).sum() for h, d in zip(flat(ht), dht))).backward()
-                xr = {n: t.detach().double().requires_grad_() for n, t in x.items()}
-                h0r = tuple(h.double() for h in flat(h0))
-                ro, rht = call(REFS[op], op, xr, initial_state=h0r if len(h0r) > 1 else h0r[0],
-                               output_final_state=True)
-                ((ro * do.double()).sum() + sum((h * d.double()).sum() for h, d in zip(flat(rht), dht))).backward()
-                errs = {"o": rel(o, ro)}
-                errs.update({f"ht{i}": rel(h, rh) for i, (h, rh) in enumerate(zip(flat(ht), flat(rht)))})
-                errs.update({f"d{n}": rel(x[n].grad, xr[n].grad) for n in x})
+                errs = errors(getattr(fx, op), *args)
                 worst = max(errs.values())
                 good = worst < tol  # NaN compares False: a NaN fails
                 ok &= good
                 rows.append(dict(op=op, shape=[B, T, H, K, V], schedule=sched, dtype=str(dtype), ok=good,
-                                 **{k: float(f"{e:.3g}") for k, e in errs.items()}))
-                log(f"{'PASS' if good else 'FAIL'} {op:18s} {(B, T, H, K, V)} {sched:5s} worst={worst:.2e} {errs}")
+                                 peer_worst=peer, **{k: float(f"{e:.3g}") for k, e in errs.items()}))
+                log(f"{'PASS' if good else 'FAIL'} {op:18s} {(B, T, H, K, V)} {sched:5s} worst={worst:.2e} "
+                    f"(peer {peer if peer is None else f'{peer:.2e}'}) {errs}")
     for v in VARIANTS:
         get(v).schedule = None
     return ok, rows
 
 
+def in_parallel(commands, jobs, timeout=None):
+    """Run child processes `jobs` at a time (Triton compiles on the CPU, so side by side is faster)."""
+    def run(cmd):
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired as e:
+            return subprocess.CompletedProcess(cmd, 124, (e.stdout or b"").decode(), "timed out")
+    with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
+        return list(pool.map(run, commands))
+
+
+def correctness_in_parallel(ops, jobs, dry, no_peer):
+    """One child process per op checks it and prints its rows."""
+    rows = []
+    flags = (["--dry"] if dry else []) + (["--no-peer-check"] if no_peer else [])
+    outs = in_parallel([[sys.executable, __file__, "--check-one", op] + flags for op in ops], jobs)
+    for op, out in zip(ops, outs):
+        lines = [ln for ln in out.stdout.splitlines() if ln.startswith("ROWS ")]
+        print("\n".join(ln for ln in out.stdout.splitlines() if "PASS" in ln or "FAIL" in ln or "peer" in ln),
+              flush=True)
+        if out.returncode or not lines:
+            log(f"FAIL {op}: the check crashed\n{out.stderr[-3000:]}")
+            rows.append(dict(op=op, ok=False, error=out.stderr[-1000:]))
+        else:
+            rows += json.loads(lines[-1][5:])
+    return all(r["ok"] for r in rows), rows
+
+
+def warm(op, device, dtype, shapes, modes, schedules, peer):
+    """Call one op (flexla in each schedule, then the peer) once per timed shape and mode, so that the
+    timing process finds every kernel compiled in Triton's disk cache. Autotuning results are not
+    cached, so the peer still tunes in the quiet timing process."""
+    for shape in shapes:
+        for mode in modes:
+            for who, sched in [("flexla", s) for s in schedules] + ([("peer", None)] if peer else []):
+                for v in VARIANTS:
+                    get(v).schedule = sched
+                x = make_inputs(op, *shape, dtype, device, grad=mode == "fwdbwd")
+                try:
+                    fn = getattr(fx, op) if who == "flexla" else peer
+                    o, _ = call(fn, op, x)
+                    if mode == "fwdbwd":
+                        o.float().sum().backward()
+                    log(f"warm {who} {op} {shape} {mode} {sched or ''}")
+                except Exception as e:  # noqa: BLE001
+                    log(f"warm {who} {op} {shape} {mode}: {type(e).__name__}: {str(e)[:200]}")
+                del x
+                torch.cuda.empty_cache() if device == "cuda" else None
+
+
 def floor_ms(op, mode, B, T, H, K, V):
     """max(bytes / 4.2 TB/s, flops / 750 TFLOP/s): each input read once, each output written once."""
+    if op == "chunk_hgrn":   # x, g in, o out; dx, dg out and do in for the backward
+        return (3 if mode == "fwd" else 7) * B * T * H * V * 2 / 4.2e12 * 1e3
     C = 64
     per_key, per_head = B * T * H * K * 2, B * T * H * 2
     gate = {"chunk_simple_gla": 2 * per_head, "chunk_gla": per_key, "chunk_delta_rule": per_head,
@@ -195,8 +299,10 @@ def timing(device, dtype, fla, shapes, modes, budget_s, do_bench, save, ops, sch
                     continue
                 B, T, H, K, V = shape
                 x = make_inputs(op, B, T, H, K, V, dtype, device, grad=mode == "fwdbwd")
-                do = torch.randn(B, T, H, V, device=device, dtype=dtype)
+                do = torch.randn(B, T, H * V if op == "chunk_hgrn" else H, *([] if op == "chunk_hgrn" else [V]),
+                                 device=device, dtype=dtype)
                 row = dict(op=op, shape=list(shape), mode=mode, schedule=sched or "auto",
+                           peer="mlstm_kernels 2.0.6" if op == "chunk_mlstm" else "fla 0.6.0",
                            floor_ms=floor_ms(op, mode, *shape), **meta)
                 if (shape, mode) not in sdpa:
                     try:
@@ -213,12 +319,18 @@ def timing(device, dtype, fla, shapes, modes, budget_s, do_bench, save, ops, sch
                         row["note"] = FLA_BWD_REFUSED.get(op, "peer not available") if who == "fla" else None
                         continue
                     try:
+                        xs, dos = x, do
+                        if hasattr(fn, "head_first"):   # the peer's own layout, so no transposes are timed
+                            xs = {n: t.detach().transpose(1, 2).contiguous().requires_grad_(mode == "fwdbwd")
+                                  for n, t in x.items()}
+                            dos = do.transpose(1, 2).contiguous()
+                            fn = (lambda f: lambda *a, **kw: (f(*a), None))(fn.head_first)
                         if mode == "fwd":
-                            run = lambda: call(fn, op, x)
+                            run = lambda: call(fn, op, xs)
                         else:
                             def run():
-                                o, _ = call(fn, op, x)
-                                o.backward(do)
+                                o, _ = call(fn, op, xs)
+                                o.backward(dos)
                         t0 = time.time()
                         run()
                         if device == "cuda":
@@ -230,7 +342,7 @@ def timing(device, dtype, fla, shapes, modes, budget_s, do_bench, save, ops, sch
                             run()
                             torch.cuda.synchronize()
                             row[f"{who}_peak_mb"] = round((torch.cuda.max_memory_allocated() - base) / 2**20, 1)
-                        grads = [t for t in x.values()] if mode == "fwdbwd" else None
+                        grads = list(xs.values()) if mode == "fwdbwd" else None
                         row[key] = do_bench(run, warmup=25, rep=100, grad_to_none=grads, return_mode="median")
                     except Exception as e:  # noqa: BLE001
                         row[key] = None
@@ -268,7 +380,15 @@ def main():
     p.add_argument("--budget", type=float, default=500, help="seconds after which timing stops")
     p.add_argument("--modes", default="fwd,fwdbwd", help="fwd, fwdbwd or both")
     p.add_argument("--skip-check", action="store_true", help="time without the correctness pass (after a run that did it)")
-    p.add_argument("--ops", default=",".join(OPS), help="comma-separated ops")
+    p.add_argument("--ops", default=",".join(OPS), help="comma-separated ops to time")
+    p.add_argument("--jobs", type=int, default=1, help="check this many ops at once, one process each "
+                   "(Triton compiles on the CPU; the checks themselves are tiny)")
+    p.add_argument("--warm-s", type=float, default=240, help="cap on the parallel compile before timing")
+    p.add_argument("--no-peer-check", action="store_true", help="check flexla only, not the peer's errors")
+    p.add_argument("--tag", default="", help="suffix of the results file, for experiments: results<tag>.json")
+    p.add_argument("--check-one", help=argparse.SUPPRESS)   # child of --jobs: check one op, print its rows
+    p.add_argument("--warm-one", help=argparse.SUPPRESS)    # child of --jobs: compile one op's timed kernels   # child of --jobs: check one op, print its rows
+    p.add_argument("--check-ops", default=",".join(OPS + CHECK_ONLY), help="comma-separated ops to check in bf16")
     p.add_argument("--fla-ops", default=",".join(OPS), help="ops to time FLA on too (its first call autotunes for minutes)")
     p.add_argument("--schedules", default="auto", help="flexla schedules to time: auto, fused, chunk (comma-separated)")
     p.add_argument("--shapes", default="quick", choices=sorted(SHAPES), help="which shape set to time")
@@ -286,23 +406,46 @@ def main():
         check_shapes = [(2, 300, 4, 64, 64), (1, 130, 2, 40, 72)]
         bench_shapes = SHAPES[args.shapes]
         fla = {k: f for k, f in load_fla().items() if k in args.fla_ops.split(",")}
+    schedules = [None if s == "auto" else s for s in args.schedules.split(",")]
+    modes = args.modes.split(",")
+    if args.warm_one:
+        warm(args.warm_one, device, dtype, bench_shapes, modes, schedules, fla.get(args.warm_one))
+        return
+    if args.check_one:
+        ok, checks = correctness(device, dtype, check_shapes, tol, [args.check_one], {} if args.no_peer_check else fla)
+        print("ROWS " + json.dumps(checks))
+        return
     log(f"== correctness ({dtype}, tolerance {tol}) ==")
     try:
-        ok, checks = (True, []) if args.skip_check else correctness(device, dtype, check_shapes, tol,
-                                                                    args.ops.split(","))
+        check_ops = args.check_ops.split(",")
+        ok, checks = ((True, []) if args.skip_check else
+                      correctness(device, dtype, check_shapes, tol, check_ops, fla) if args.jobs == 1 else
+                      correctness_in_parallel(check_ops, args.jobs, args.dry, args.no_peer_check))
     except Exception:  # noqa: BLE001
         traceback.print_exc()
         ok, checks = False, []
     log(f"correctness: {'ALL PASS' if ok else 'FAILURES'}")
     log("== timing ==")
 
+    for d in ({out} if args.dry else {out, Path(__file__).parent}):
+        if not args.skip_check:
+            (d / "correctness.json").write_text(json.dumps(dict(correct=ok, rows=checks), indent=1))
+
     def save(rows):
-        result = dict(correctness=checks, correct=ok, timings=rows)
         for d in ({out} if args.dry else {out, Path(__file__).parent}):
-            (d / "results.json").write_text(json.dumps(result, indent=1))
-    save([])
-    rows = timing(device, dtype, fla, bench_shapes, args.modes.split(","), args.budget, do_bench, save,
-                  args.ops.split(","), [None if s == "auto" else s for s in args.schedules.split(",")]) if ok else []
+            (d / f"results{args.tag}.json").write_text(json.dumps(rows, indent=1))
+    if ok and args.jobs > 1:
+        log(f"== compiling the timed kernels, one process per op, for at most {args.warm_s:.0f}s ==")
+        ops = args.ops.split(",")
+        outs = in_parallel([[sys.executable, __file__, "--warm-one", op, "--shapes", args.shapes, "--modes",
+                             args.modes, "--schedules", args.schedules] + (["--dry"] if args.dry else []) for op in ops],
+                           args.jobs, args.warm_s)
+        for op, child in zip(ops, outs):
+            print(child.stdout, flush=True)
+            if child.returncode:
+                log(f"compiling {op} stopped ({child.returncode}); timing compiles the rest:\n{child.stderr[-800:]}")
+    rows = timing(device, dtype, fla, bench_shapes, modes, args.budget, do_bench, save,
+                  args.ops.split(","), schedules) if ok else []
     log(table(rows))
 
 

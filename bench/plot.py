@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 
 def plot(results: dict, out: Path) -> None:
-    rows = results["timings"]
+    rows = results
     modes = [m for m in ("fwd", "fwdbwd") if any(r["mode"] == m for r in rows)]
     fig, axes = plt.subplots(1, len(modes), figsize=(7 * len(modes), 5), squeeze=False)
     for ax, mode in zip(axes[0], modes):

@@ -12,7 +12,7 @@ def fmt(x, spec=".3f"):
 
 
 def render(results: dict) -> str:
-    rows = results["timings"]
+    rows = results
     meta = rows[0] if rows else {}
     out = [f"Device {meta.get('device')}, torch {meta.get('torch')}, Triton {meta.get('triton')}, "
            f"FLA 0.6.0, bf16, {meta.get('date')}. Times are `triton.testing.do_bench` medians in ms.", ""]

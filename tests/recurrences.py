@@ -375,3 +375,19 @@ def mlstm_ref(q, k, v, i, f, C0, n0, scale, eps=1e-6):
         den = (qt * n).sum(-1, keepdim=True)
         out.append(torch.einsum("bhk,bhkv->bhv", qt, C) / (torch.maximum(den.abs(), torch.ones_like(den)) + eps))
     return torch.stack(out, 1), (C, n)
+
+
+def mamba2_ref(x, dt, A, B, C, initial_state=None, output_final_state=False):
+    """Mamba2 (SSD) in mamba_ssm's layout: h_t = exp(dt_t A) h_{t-1} + dt_t x_t B_t^T ([P, N] per head),
+    y_t = h_t C_t; B and C [B, T, G, N] shared by the H/G heads of each group."""
+    x, dt, A, B, C = map(_f64, (x, dt, A, B, C))
+    Bsz, T, H, P = x.shape
+    rep = lambda t: t.repeat_interleave(H // t.shape[2], dim=2)
+    Bh, Ch = rep(B), rep(C)
+    h = x.new_zeros(Bsz, H, P, B.shape[-1]) if initial_state is None else _f64(initial_state).clone()
+    ys = []
+    for t in range(T):
+        decay = (dt[:, t] * A).exp()[..., None, None]
+        h = decay * h + (dt[:, t][..., None] * x[:, t])[..., :, None] * Bh[:, t][..., None, :]
+        ys.append(torch.einsum("bhpn,bhn->bhp", h, Ch[:, t]))
+    return torch.stack(ys, 1), (h if output_final_state else None)
