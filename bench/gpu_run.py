@@ -266,7 +266,8 @@ def warm(op, device, dtype, shapes, modes, schedules, peer):
                 except Exception as e:  # noqa: BLE001
                     log(f"warm {who} {op} {shape} {mode}: {type(e).__name__}: {str(e)[:200]}")
                 del x
-                torch.cuda.empty_cache() if device == "cuda" else None
+                if device == "cuda":
+                    torch.cuda.empty_cache()
 
 
 def floor_ms(op, mode, B, T, H, K, V):

@@ -14,7 +14,7 @@ KEEP_FP32 = {Op.CUMSUM, Op.REVCUMSUM, Op.TRIINV}
 
 
 def assign_precision(graph: Graph) -> Graph:
-    # values derived from a cumsum by arithmetic that keeps its magnitude (no exp in between)
+    # values derived from a cumsum or an inverse by arithmetic that keeps its magnitude (no exp)
     sensitive = set()
     for n in graph.nodes:
         if n.op in KEEP_FP32 or (n.op in (Op.ADD, Op.SUB, Op.NEG, Op.UNSQUEEZE, Op.SQUEEZE, Op.EXPAND,

@@ -16,12 +16,11 @@ from ..ir.graph import make_node
 
 
 def solve_by_inverse(graph: Graph) -> Graph:
-    nodes, shapes, index = [], {}, {}
+    nodes, shapes = [], {}
 
     def emit(node):
         nodes.append(node)
         shapes[node.name] = node.shape
-        index[node.name] = node
         return node.name
 
     for n in graph.nodes:
@@ -30,7 +29,7 @@ def solve_by_inverse(graph: Graph) -> Graph:
             continue
         a, b = n.inputs
         upper, unit = n.a["upper"], n.a["unit"]
-        src = index[a]
+        src = graph[a]   # the pass replaces only solves, so a solve's operands are original nodes
         if upper and src.op is Op.TRANSPOSE:   # (A^T)^-1 = (A^-1)^T with A lower
             inv = emit(make_node(f"{n.name}_inv", Op.TRIINV, (src.inputs[0],), dict(upper=False, unit=unit),
                                  shapes, n.loc))

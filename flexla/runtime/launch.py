@@ -10,6 +10,8 @@ import triton.language as tl
 from ..passes.schedule import choose_schedule
 from ..passes.tiling import block_sizes
 
+# FLEXLA_NUM_WARPS overrides the default of 4, for tuning experiments (bench/README.md)
+NUM_WARPS = int(os.environ.get("FLEXLA_NUM_WARPS", 4))
 DOT_DTYPES = {torch.bfloat16: tl.bfloat16, torch.float16: tl.float16, torch.float32: tl.float32,
               torch.float64: tl.float64}
 
@@ -58,9 +60,7 @@ class Launch:
 
 
     def run(self, kernel, grid, pointers, num_stages=1):
-        # FLEXLA_NUM_WARPS overrides the default of 4, for tuning experiments (bench/README.md)
-        num_warps = int(os.environ.get("FLEXLA_NUM_WARPS", 4))
-        kernel[grid](*pointers, **self.consts, num_warps=num_warps, num_stages=num_stages)
+        kernel[grid](*pointers, **self.consts, num_warps=NUM_WARPS, num_stages=num_stages)
 
 
 def forward(compiled, q, k, v, extras, scale, h0s, want_ht, chunk_size, schedule=None):
