@@ -10,7 +10,7 @@
 """
 from .frontend.decorator import Variant, linear_attention
 from .frontend.errors import CallbackError, CallError, FlexlaError
-from .frontend.primitives import gated_scores
+from .frontend.primitives import gated_scores, l2norm
 
 __version__ = "0.1.0"
-__all__ = ["linear_attention", "Variant", "gated_scores", "FlexlaError", "CallbackError", "CallError"]
+__all__ = ["linear_attention", "Variant", "gated_scores", "l2norm", "FlexlaError", "CallbackError", "CallError"]

@@ -1,16 +1,22 @@
 """Building blocks that plain tile ops cannot express stably, offered to callbacks as functions.
 
-`gated_scores(q, k, g)` is the intra-chunk score matrix of per-key gated attention (GLA, KDA,
+`l2norm(x)` normalises rows (q and k inside the kernel). `gated_scores(q, k, g)` is the intra-chunk score matrix of per-key gated attention (GLA, KDA,
 RWKV-6): A_ij = sum_k q_ik k_jk exp(g_ik - g_jk) for i >= j, 0 above the diagonal, with g the
 in-chunk cumulative log gate. Splitting exp(g_i - g_j) into exp(g_i) exp(-g_j) overflows once a
 chunk decays by more than ~88 in log space; computed pairwise, every exponent is <= 0. Each is a
 torch custom op, so tracing keeps it whole, with an autograd formula made of the two
-`gated_apply` ops, which flexla lowers to loops over the chunk's rows.
+`gated_apply` ops; flexla lowers all three to 16-row blocks (docs/design.md).
 """
 from __future__ import annotations
 
 import torch
 from torch import Tensor
+
+
+def l2norm(x: Tensor, eps: float = 1e-6) -> Tensor:
+    """x / sqrt(|x|^2 + eps) along the last dim (FLA's use_qk_l2norm_in_kernel): plain tile ops,
+    traced like any callback line (errors point at the callback's call)."""
+    return x * torch.rsqrt((x * x).sum(-1, keepdim=True) + eps)
 
 
 def _pairwise_decay(g: Tensor) -> Tensor:

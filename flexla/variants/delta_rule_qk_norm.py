@@ -3,8 +3,6 @@ q <- scale * q / sqrt(|q|^2 + 1e-6), k <- k / sqrt(|k|^2 + 1e-6), then the delta
 comes per head (q_scale [H]) because flexla applies its own scale before intra, where the
 normalisation would undo it; call it with scale=1.
 """
-import torch
-
 import flexla
 from flexla.variants.delta_rule import DeltaNet
 
@@ -12,8 +10,7 @@ from flexla.variants.delta_rule import DeltaNet
 @flexla.linear_attention(chunk_size=64)
 class DeltaNetQKNorm:
     def intra(q, k, v, beta: "[C]", q_scale: "[]"):
-        q = q * torch.rsqrt((q * q).sum(-1, keepdim=True) + 1e-6) * q_scale
-        k = k * torch.rsqrt((k * k).sum(-1, keepdim=True) + 1e-6)
+        q, k = flexla.l2norm(q) * q_scale, flexla.l2norm(k)
         return DeltaNet.callbacks["intra"](q, k, v, beta)
 
     update = DeltaNet.callbacks["update"]

@@ -1,8 +1,6 @@
 """Gated DeltaNet with q and k L2-normalised inside the kernel (FLA's
 use_qk_l2norm_in_kernel=True); the scale comes per head (q_scale [H]), see delta_rule_qk_norm.
 """
-import torch
-
 import flexla
 from flexla.variants.gated_delta_rule import GatedDeltaNet
 
@@ -10,8 +8,7 @@ from flexla.variants.gated_delta_rule import GatedDeltaNet
 @flexla.linear_attention(chunk_size=64)
 class GatedDeltaNetQKNorm:
     def intra(q, k, v, g: "[C]", beta: "[C]", q_scale: "[]"):
-        q = q * torch.rsqrt((q * q).sum(-1, keepdim=True) + 1e-6) * q_scale
-        k = k * torch.rsqrt((k * k).sum(-1, keepdim=True) + 1e-6)
+        q, k = flexla.l2norm(q) * q_scale, flexla.l2norm(k)
         return GatedDeltaNet.callbacks["intra"](q, k, v, g, beta)
 
     update = GatedDeltaNet.callbacks["update"]
