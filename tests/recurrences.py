@@ -53,6 +53,12 @@ def _check_varlen(q, initial_state, cu_seqlens):
         )
 
 
+def _state0(B, H, K, V, initial_state, device):
+    """The [B, H, K, V] float64 state a recurrence starts from: zeros, plus initial_state if given."""
+    S = torch.zeros(B, H, K, V, dtype=_F64, device=device)
+    return S if initial_state is None else S + _f64(initial_state)
+
+
 def _scan(q, k, v, log_decay, scale, h0):
     """Core float64 recurrence for one batch of equal-length sequences.
 
@@ -65,9 +71,7 @@ def _scan(q, k, v, log_decay, scale, h0):
     """
     B, T, H, K = q.shape
     V = v.shape[-1]
-    h = torch.zeros(B, H, K, V, dtype=_F64, device=q.device)
-    if h0 is not None:
-        h = h + h0.to(_F64)
+    h = _state0(B, H, K, V, h0, q.device)
     o = torch.zeros(B, T, H, V, dtype=_F64, device=q.device)
     for t in range(T):
         if log_decay is not None:
@@ -316,9 +320,7 @@ def kda_ref(q, k, v, g, beta, scale=None, initial_state=None, output_final_state
     if use_qk_l2norm_in_kernel:
         q, k = _l2norm(q), _l2norm(k)
     B, T, H, K = q.shape
-    S = torch.zeros(B, H, K, v.shape[-1], dtype=_F64, device=q.device)
-    if initial_state is not None:
-        S = S + _f64(initial_state)
+    S = _state0(B, H, K, v.shape[-1], initial_state, q.device)
     out = []
     for t in range(T):
         S = g[:, t].exp()[..., :, None] * S
@@ -337,9 +339,7 @@ def rwkv6_ref(r, k, v, w, u, scale=None, initial_state=None, output_final_state=
     scale = _default_scale(scale, k)
     r, k, v, w, u = _f64(r), _f64(k), _f64(v), _f64(w), _f64(u)
     B, T, H, K = r.shape
-    S = torch.zeros(B, H, K, v.shape[-1], dtype=_F64, device=r.device)
-    if initial_state is not None:
-        S = S + _f64(initial_state)
+    S = _state0(B, H, K, v.shape[-1], initial_state, r.device)
     out = []
     for t in range(T):
         kv = k[:, t][..., :, None] * v[:, t][..., None, :]
