@@ -24,6 +24,7 @@ from .frontend.trace import SECOND_SIZES, backward_step, forward_step, trace
 from .ir import C, K, V, Graph
 from .passes.partition import partition_backward, partition_forward
 from .passes.pipeline import debug, run_passes
+from .passes.precision import read_as_dot_operand
 from .passes.tiling import v_split_blocker
 
 VERSION = "0.1.0"
@@ -107,6 +108,11 @@ def build_graphs(name: str, callbacks: dict, extras: list[Extra],
     return fwd, bwd
 
 
+def staged_meta(staged: list[str], graph: Graph, readers: list) -> list[tuple]:
+    return [(n, tuple(str(d) for d in graph[n].shape), all(read_as_dot_operand(p.graph, n) for p in readers))
+            for n in staged]
+
+
 def compile_variant(name: str, callbacks: dict, extras: list[Extra],
                     states: list[State] = DEFAULT_STATES) -> Compiled:
     start = time.perf_counter()
@@ -119,8 +125,9 @@ def compile_variant(name: str, callbacks: dict, extras: list[Extra],
           file=sys.stderr, flush=True)
     fplans, bplans = partition_forward(fwd), partition_backward(bwd)
     try:
-        kernels = [kernel_source(p, extras, states, "forward") for p in fplans.values()]
-        kernels += [kernel_source(p, extras, states, "backward") for p in bplans.values()]
+        fstaged, bstaged = fplans["chunk_states"].graph.meta["staged"], bplans["bwd_states"].graph.meta["staged"]
+        kernels = [kernel_source(p, extras, states, "forward", fstaged) for p in fplans.values()]
+        kernels += [kernel_source(p, extras, states, "backward", bstaged) for p in bplans.values()]
     except NotImplementedError as e:
         raise CallbackError(name, None, str(e), "rewrite the callback with supported operations") from e
     meta = {
@@ -131,6 +138,16 @@ def compile_variant(name: str, callbacks: dict, extras: list[Extra],
         "v_split_blocker": fwd.meta["v_split_blocker"],
         "bwd_v_split": v_split_blocker(bplans["bwd_states"].graph) is None,
         "recompute": fplans["chunk_output"].graph.meta.get("recompute", {}),
+        # per state: may the chunk-parallel schedule keep it (or its gradient) in the input dtype
+        # between kernels? Only where every reader casts it to that dtype anyway.
+        "states_in_input_dtype": [read_as_dot_operand(fplans["chunk_output"].graph, s.name) for s in states],
+        "bwd_states_in_input_dtype": [all(read_as_dot_operand(p.graph, s.name) for n, p in bplans.items()
+                                          if n != "bwd") for s in states],
+        "dstates_in_input_dtype": [read_as_dot_operand(bplans["bwd_grads"].graph, s.grad_next) for s in states],
+        # chunk tensors a prep kernel writes for the scan and the per-chunk kernels (partition.py):
+        # (name, tile dims, stored in the input dtype)
+        "staged": staged_meta(fstaged, fwd, [fplans["chunk_states"], fplans["chunk_output"]]),
+        "bwd_staged": staged_meta(bstaged, bwd, [bplans["bwd_states"], bplans["bwd_grads"]]),
         "kernels": [k.name for k in kernels],
     }
     source = render_module(variant=name, key=key, version=VERSION, forward_ir=str(fwd),

@@ -52,12 +52,20 @@ def test_without_initial_state_and_final_state(name, schedule, rel):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_fp16_inputs(name, rel):
+def test_fp16_inputs(name, schedule, rel):
+    """Half inputs: tensor-core operands and the states kept between kernels in fp16 where every
+    reader casts them anyway; gradients included."""
     (q, k, v), extras, h0 = random_inputs(name, 1, 70, 2, 32, 32, dtype=torch.float16)
-    o, ht = get(name, None)(q, k, v, *extras, initial_state=h0, output_final_state=True)
-    ro, rht = recurrence(name, q, k, v, extras, initial_state=h0)
+    xs = [x.detach().requires_grad_() for x in (q, k, v, *extras)]
+    o, ht = get(name, schedule)(*xs, initial_state=h0, output_final_state=True)
+    refs = [x.detach().double().requires_grad_() for x in xs]
+    ro, rht = recurrence(name, refs[0], refs[1], refs[2], refs[3:], initial_state=h0.double())
     assert o.dtype == torch.float16
     assert rel(o, ro) < 5e-3 and rel(ht, rht) < 5e-3
+    do = torch.randn(o.shape, generator=torch.Generator().manual_seed(3))
+    for x, r, n in zip(torch.autograd.grad((o.float() * do).sum(), xs),
+                       torch.autograd.grad((ro * do.double()).sum(), refs), ["q", "k", "v", "extra"] * 2):
+        assert rel(x, r) < 5e-3, f"d{n}: {rel(x, r)}"
 
 
 @pytest.mark.parametrize("name", NAMES)

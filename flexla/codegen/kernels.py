@@ -13,12 +13,14 @@ from ..ir import Graph, Op
 from ..passes.partition import KernelPlan
 from .lower import lines, var
 
-TEMPLATES = {"fused_fwd": "fused.py.jinja", "chunk_states": "chunk_states.py.jinja",
-             "chunk_output": "chunk_output.py.jinja", "bwd": "backward.py.jinja",
+TEMPLATES = {"fused_fwd": "fused.py.jinja", "chunk_prep": "prep.py.jinja", "chunk_states": "chunk_states.py.jinja",
+             "chunk_output": "chunk_output.py.jinja", "bwd": "backward.py.jinja", "bwd_prep": "prep.py.jinja",
              "bwd_states": "backward_states.py.jinja", "bwd_grads": "backward_grads.py.jinja"}
 FORWARD_CARRY = {"fused_fwd", "chunk_states"}     # these carry the states through the chunk loop
 BACKWARD_CARRY = {"bwd", "bwd_states"}            # these carry the state gradients
 BLOCKS = {"KV": "[BK, BV]", "K": "[BK]", "V": "[BV]"}  # the Triton block of a state, by shape code
+# a staged chunk tile's dims: (row length in memory, lanes, mask or None)
+TILE_DIMS = {"C": ("BC", "i_C", None), "K": ("K", "i_K", "m_K"), "V": ("V", "o_V", "m_V")}
 
 
 @dataclass(frozen=True)
@@ -26,10 +28,10 @@ class Access:
     """How a kernel reaches one tensor: `kind` picks the address pattern in _macros.jinja."""
     var: str
     ptr: str
-    kind: str            # token | head | head_partial | state | chunk_state | scale
+    kind: str            # token | head | head_partial | state | chunk_state | chunk_tile | scale
     feature: str | None = None
     row: str = "row"     # token rows: `row` per head, `row_qk` for q and k shared by a group of heads
-    shape: str = "KV"    # states: KV, K or V
+    shape: str = "KV"    # states: KV, K or V; chunk tiles: their dims, e.g. CK
 
     @property
     def lanes(self) -> str:
@@ -38,6 +40,23 @@ class Access:
     @property
     def block(self) -> str:
         return BLOCKS[self.shape]
+
+    @property
+    def tile_offset(self) -> str:
+        """A staged tile, stored whole per chunk: [B*H, NT, *dims] (C rows padded to BC)."""
+        (size0, lanes0, _), *rest = [TILE_DIMS[d] for d in self.shape]
+        base = f"(i_bh * NT + i_n).to(tl.int64) * {size0} + {lanes0}"
+        if not rest:
+            return base
+        size1, lanes1, _ = rest[0]
+        return f"({base})[:, None] * {size1} + {lanes1}[None, :]"
+
+    @property
+    def tile_mask(self) -> str:
+        masks = [TILE_DIMS[d][2] for d in self.shape]
+        if len(masks) == 1 or not any(masks):
+            return masks[0] or ""
+        return " & ".join(f"{m}{'[:, None]' if i == 0 else '[None, :]'}" for i, m in enumerate(masks) if m)
 
 
 @dataclass
@@ -50,21 +69,31 @@ class Carry:
     per_chunk: Access     # where its value at every chunk boundary goes: states / dstates
 
 
-def forward_pointers(extras: list[Extra], states: list[State]) -> list[str]:
+def forward_pointers(extras: list[Extra], states: list[State], staged: list[str]) -> list[str]:
     per_state = [s.pointer(b) for s in states for b in ("h0", "ht", "states")]
-    return ["q", "k", "v"] + [e.name for e in extras] + ["o"] + per_state
+    return ["q", "k", "v"] + [e.name for e in extras] + ["o"] + per_state + [staged_pointer(n) for n in staged]
 
 
-def backward_pointers(extras: list[Extra], states: list[State]) -> list[str]:
+def backward_pointers(extras: list[Extra], states: list[State], staged: list[str]) -> list[str]:
     per_state = [s.pointer(b) for s in states for b in ("states", "dstates", "dht", "dh0")]
     return (["q", "k", "v"] + [e.name for e in extras] + ["do"] + per_state + ["dq", "dk", "dv"]
-            + [f"d_{e.name}" for e in extras])
+            + [f"d_{e.name}" for e in extras] + [staged_pointer(n) for n in staged])
 
 
-def input_access(name: str, extras: dict[str, Extra], states: list[State]) -> Access:
+def staged_pointer(name: str) -> str:
+    return f"staged_{name}"
+
+
+def tile_code(shape) -> str:
+    return "".join(str(d) for d in shape)
+
+
+def input_access(name: str, extras: dict[str, Extra], states: list[State], graph: Graph) -> Access:
     v = var(name)
     if name == "scale":
         return Access(v, "", "scale")
+    if name in graph.meta.get("staged", ()):
+        return Access(v, f"{staged_pointer(name)}_ptr", "chunk_tile", shape=tile_code(graph[name].shape))
     if name in ("q", "k"):
         return Access(v, f"{name}_ptr", "token", "K", row="row_qk")
     if name in ("v", "do"):
@@ -78,7 +107,10 @@ def input_access(name: str, extras: dict[str, Extra], states: list[State]) -> Ac
     return Access(v, f"{name}_ptr", "token" if e.per_token else "head", e.feature)
 
 
-def output_access(role: str, extras: dict[str, Extra]) -> Access:
+def output_access(role: str, extras: dict[str, Extra], graph: Graph) -> Access:
+    if role.startswith("stage:"):
+        name = role[len("stage:"):]
+        return Access("", f"{staged_pointer(name)}_ptr", "chunk_tile", shape=tile_code(graph[name].shape))
     if role == "o":
         return Access("", "o_ptr", "token", "V")
     if role in ("dq", "dk"):
@@ -115,18 +147,23 @@ def _carries(plan: KernelPlan, states: list[State]) -> list[Carry]:
     return out
 
 
-def kernel_source(plan: KernelPlan, extras: list[Extra], states: list[State], direction: str) -> KernelSource:
+def kernel_source(plan: KernelPlan, extras: list[Extra], states: list[State], direction: str,
+                  staged: list[str]) -> KernelSource:
+    """staged: the chunk tensors of this direction's prep kernel (every kernel of a direction shares
+    one signature, so all of them get those pointers)."""
     g: Graph = plan.graph
     by_name = {e.name: e for e in extras}
     carries = _carries(plan, states)
     carried = {c.var for c in carries}
     used = {i for n in g.nodes for i in n.inputs} | set(g.outputs.values())
-    loads = [input_access(n.name, by_name, states) for n in g.inputs if n.name in used and var(n.name) not in carried]
+    loads = [input_access(n.name, by_name, states, g) for n in g.inputs
+             if n.name in used and var(n.name) not in carried]
     phases = {p: lines(g, names) for p, names in plan.phases.items()}
     state_roles = {r for s in states for r in (s.next, s.grad)}
-    stores = [(output_access(role, by_name), _ref(g, name)) for role, name in g.outputs.items()
+    stores = [(output_access(role, by_name, g), _ref(g, name)) for role, name in g.outputs.items()
               if role not in state_roles]
-    pointers = forward_pointers(extras, states) if direction == "forward" else backward_pointers(extras, states)
+    pointers = (forward_pointers(extras, states, staged) if direction == "forward"
+                else backward_pointers(extras, states, staged))
     return KernelSource(plan.name, TEMPLATES[plan.name], [f"{p}_ptr" for p in pointers], loads, phases, stores,
                         carries)
 

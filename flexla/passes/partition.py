@@ -11,6 +11,12 @@ The fused schedule runs all three in one kernel. The chunk-parallel schedule run
 needs, with S_n read back). A chunk tensor that both kernels need is either recomputed by the
 output kernel or written by the state kernel and read back: we recompute when its flops cost less
 than moving its bytes twice at the machine balance of an H100/H200 (~180 flop per byte).
+
+The state kernel's loop is sequential, so work in it that does not depend on S sits on the critical
+path. Chunk tensors that feed the state update but take [C, C] work to compute (a score matrix, a
+triangular inverse: the delta rule's w and u) are "staged": a chunk-parallel prep kernel computes
+them once and the state and output kernels read them back (FLA precomputes w and u the same way).
+The backward's reverse scan stages its own such tensors.
 """
 from __future__ import annotations
 
@@ -19,6 +25,7 @@ from dataclasses import dataclass, field
 import sympy
 
 from ..ir import C, K, V, Graph, Op
+from ..ir.graph import Node
 
 MACHINE_BALANCE = 180          # flop per byte: 750 TFLOP/s over 4.2 TB/s
 TYPICAL = {C: 64, K: 128, V: 128}
@@ -80,18 +87,66 @@ def recompute_or_materialize(graph: Graph, states: Graph, output: Graph) -> dict
     return decision
 
 
+def quadratic(node: Node) -> bool:
+    """A [C, C] tile: O(C^2) memory and at least O(C^2) work per chunk."""
+    return sum(d == C for d in node.shape) >= 2
+
+
+def staged_tensors(scan: Graph) -> list[str]:
+    """The chunk tensors a sequential scan should read rather than compute: independent of the
+    carried state, used by the state-dependent work, and computed through a [C, C] tile. A
+    candidate as large as a state ([K, V], no chunk dim) would cost a state's bytes per chunk, so
+    its operands are staged instead and the scan does that last product itself."""
+    s_dep = scan.descendants([s for s in state_inputs(scan) if s in scan])
+    staged: set[str] = set()
+
+    def stage(name: str):
+        n = scan[name]
+        if n.op in (Op.INPUT, Op.CONST) or not any(quadratic(scan[a]) for a in scan.ancestors([name])):
+            return                                  # cheap enough to compute in the scan
+        if len(n.shape) == 2 and C not in n.shape:
+            for i in n.inputs:
+                stage(i)
+        elif 1 <= len(n.shape):
+            staged.add(name)
+
+    for n in scan.nodes:
+        if n.name in s_dep:
+            for i in n.inputs:
+                if i not in s_dep:
+                    stage(i)
+    return [n.name for n in scan.nodes if n.name in staged]
+
+
+def read_back(graph: Graph, names) -> Graph:
+    """`graph` with the named nodes turned into inputs (read from memory), and what only they
+    needed removed."""
+    nodes = [Node(n.name, Op.INPUT, (), (("role", n.name),), n.shape, n.dtype, n.loc) if n.name in names else n
+             for n in graph.nodes]
+    return graph.replace(nodes).subgraph(graph.outputs)
+
+
+def stage_outputs(names) -> dict[str, str]:
+    return {f"stage:{n}": n for n in names}
+
+
 def partition_forward(graph: Graph) -> dict[str, KernelPlan]:
     fused = KernelPlan("fused_fwd", graph, split_phases(graph))
     states_graph = graph.subgraph({k: v for k, v in graph.outputs.items() if k != "o"})
     output_graph = graph.subgraph({"o": graph.outputs["o"]})
+    staged = staged_tensors(states_graph)
+    prep_graph = graph.subgraph(stage_outputs(staged))
+    states_graph, output_graph = read_back(states_graph, staged), read_back(output_graph, staged)
     decision = recompute_or_materialize(graph, states_graph, output_graph)
     materialized = tuple(n for n, d in decision.items() if d == "materialize")
     if materialized:
         raise NotImplementedError(f"the cost rule asks to materialise {materialized}; reading chunk "
                                   "tensors back is not implemented yet, so flexla recomputes only")
-    meta = {"recompute": decision}
+    meta = {"recompute": decision, "staged": staged}
+    prep = {"chunk_prep": KernelPlan("chunk_prep", prep_graph.replace(**meta), {"intra": _body(prep_graph)})}
     return {
         "fused_fwd": fused,
+        **(prep if staged else {}),
         "chunk_states": KernelPlan("chunk_states", states_graph.replace(**meta), split_phases(states_graph)),
         "chunk_output": KernelPlan("chunk_output", output_graph.replace(**meta), split_phases(output_graph)),
     }
@@ -100,10 +155,19 @@ def partition_forward(graph: Graph) -> dict[str, KernelPlan]:
 def partition_backward(graph: Graph) -> dict[str, KernelPlan]:
     """The fused backward (one reverse walk computing everything), and its chunk-parallel split:
     the state gradient's reverse scan alone, then every chunk's input gradients in parallel."""
-    body = lambda g: {"grad": [n.name for n in g.nodes if n.op not in (Op.INPUT, Op.CONST)]}
+    body = lambda g: {"grad": _body(g)}
     is_state_grad = lambda role: role.startswith("dS")
     scan = graph.subgraph({k: v for k, v in graph.outputs.items() if is_state_grad(k)})
     grads = graph.subgraph({k: v for k, v in graph.outputs.items() if not is_state_grad(k)})
+    staged = staged_tensors(scan)
+    prep = graph.subgraph(stage_outputs(staged))
+    scan, grads = read_back(scan, staged).replace(staged=staged), read_back(grads, staged).replace(staged=staged)
+    prep = {"bwd_prep": KernelPlan("bwd_prep", prep.replace(staged=staged), {"intra": _body(prep)})}
     return {"bwd": KernelPlan("bwd", graph, body(graph)),
+            **(prep if staged else {}),
             "bwd_states": KernelPlan("bwd_states", scan, body(scan)),
             "bwd_grads": KernelPlan("bwd_grads", grads, body(grads))}
+
+
+def _body(g: Graph) -> list[str]:
+    return [n.name for n in g.nodes if n.op not in (Op.INPUT, Op.CONST)]

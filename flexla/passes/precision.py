@@ -28,3 +28,14 @@ def assign_precision(graph: Graph) -> Graph:
             n = dataclasses.replace(n, attrs=tuple(sorted({**n.a, "operand_dtype": dtype}.items())))
         nodes.append(n)
     return graph.replace(nodes)
+
+
+def read_as_dot_operand(graph: Graph, name: str) -> bool:
+    """Whether every use of `name` is as a matrix-product operand cast to the input dtype (directly
+    or through transposes). A value read only that way may be stored in the input dtype between
+    kernels: the cast happens either way, so nothing the kernel would have kept is lost."""
+    if name in graph.outputs.values():
+        return False
+    users = [n for n in graph.nodes if name in n.inputs]
+    return all((u.op is Op.MM and u.a.get("operand_dtype") == "input")
+               or (u.op is Op.TRANSPOSE and read_as_dot_operand(graph, u.name)) for u in users)

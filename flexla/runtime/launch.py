@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import torch
 import triton
 import triton.language as tl
+from triton.runtime.errors import OutOfResources
 
 from ..passes.schedule import choose_schedule
 from ..passes.tiling import block_sizes
@@ -42,6 +44,12 @@ def state_dtype(x):
     return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
+def between_kernels(x, in_input_dtype: bool):
+    """The dtype of a state stored by one kernel for another: the input dtype where every reader
+    casts it to that anyway (compiler meta), halving the traffic in bf16; else the state dtype."""
+    return x.dtype if in_input_dtype else state_dtype(x)
+
+
 class Launch:
     """Sizes and constexprs shared by every kernel of one call."""
 
@@ -63,8 +71,39 @@ class Launch:
         kernel[grid](*pointers, **self.consts, num_warps=NUM_WARPS, num_stages=num_stages)
 
 
+# (variant, pass, module key, K, V, dtype, device) -> the chunk size whose kernels last fitted in shared memory
+_FITTING_CHUNK: dict = {}
+
+
+def with_fitting_chunk(run, key, chunk_size):
+    """run(chunk) at the largest power-of-two chunk <= chunk_size whose kernels fit in the device's
+    shared memory. Triton only knows a kernel's footprint once compiled for the device (e.g. KDA's
+    backward at K = V = 128 needs 272 KB at chunk 64, over an H200's 227 KB), so a launch that does
+    not fit is retried at half the chunk: the result is the same, only the tiling changes. The chunk
+    that fitted is remembered per key, so later calls go straight to it."""
+    chunk = min(chunk_size, _FITTING_CHUNK.get(key, chunk_size))
+    while True:
+        try:
+            out = run(chunk)
+        except OutOfResources as e:
+            if chunk <= 16:
+                raise
+            print(f"flexla: {key[0]} {key[1]} needs {e.required} bytes of shared memory at chunk {chunk} "
+                  f"(the device has {e.limit}); using chunk {chunk // 2}", file=sys.stderr)
+            chunk //= 2
+            continue
+        _FITTING_CHUNK[key] = chunk
+        return out
+
+
 def forward(compiled, q, k, v, extras, scale, h0s, want_ht, chunk_size, schedule=None):
     """o and the final states (a list, or None). h0s: one initial state per declared state, or None."""
+    key = (compiled.meta["variant"], "forward", compiled.key, q.shape[-1], v.shape[-1], q.dtype, q.device.type)
+    return with_fitting_chunk(lambda c: _forward(compiled, q, k, v, extras, scale, h0s, want_ht, c, schedule),
+                              key, chunk_size)
+
+
+def _forward(compiled, q, k, v, extras, scale, h0s, want_ht, chunk_size, schedule):
     meta, mod = compiled.meta, compiled.module
     L = Launch(meta, q, v, chunk_size, scale, h0s is not None, want_ht)
     B, T, H, K, V, NT, NV = L.B, L.T, L.H, L.K, L.V, L.NT, L.NV
@@ -73,31 +112,60 @@ def forward(compiled, q, k, v, extras, scale, h0s, want_ht, chunk_size, schedule
     o = _empty(B, T, H, V, dtype=v.dtype, device=v.device)
     hts = [_empty(B, H, *size(t), dtype=state_dtype(q), device=v.device) for t in tiles] if want_ht else None
     sched = choose_schedule(B, H, NT, NV, sm_count(q.device), schedule)
-    states = [_empty(B * H, NT, *size(t), dtype=state_dtype(q), device=v.device) if sched == "chunk" else q
-              for t in tiles]
+    states = [_empty(B * H, NT, *size(t), dtype=between_kernels(q, low), device=v.device) if sched == "chunk" else q
+              for t, low in zip(tiles, meta["states_in_input_dtype"])]
     per_state = [x for i in range(len(tiles)) for x in (h0s[i] if h0s is not None else q,
                                                         hts[i] if hts is not None else q, states[i])]
-    ptrs = [q, k, v, *extras, o, *per_state]
+    staged = staged_buffers(meta["staged"], L, q, chunk_size) if sched == "chunk" else [q] * len(meta["staged"])
+    ptrs = [q, k, v, *extras, o, *per_state, *staged]
     if sched == "fused":
         L.run(mod.fused_fwd, (NV, B * H), ptrs)
     else:
+        if staged:
+            whole_v(compiled, q, v, chunk_size, scale, L).run(mod.chunk_prep, (1, NT, B * H), ptrs)
         L.run(mod.chunk_states, (NV, B * H), ptrs)
         L.run(mod.chunk_output, (NV, NT, B * H), ptrs)
     return o, hts
+
+
+def staged_buffers(entries, L: Launch, q, chunk_size):
+    """One buffer per staged chunk tensor (compiler meta): [B*H, NT, *tile], C rows padded."""
+    sizes = {"C": chunk_size, "K": L.K, "V": L.V}
+    return [_empty(L.B * L.H, L.NT, *(sizes[d] for d in dims), dtype=between_kernels(q, low), device=q.device)
+            for _, dims, low in entries]
+
+
+def whole_v(compiled, q, v, chunk_size, scale, L: Launch) -> Launch:
+    """The launch of a prep kernel: one program per chunk with all of V (its tiles are stored whole)."""
+    prep = Launch(compiled.meta, q, v, chunk_size, scale, False, False, v_split=False)
+    prep.consts.update(USE_H0=L.consts["USE_H0"], USE_HT=L.consts["USE_HT"])
+    return prep
 
 
 def chunk_states(compiled, q, k, v, extras, scale, h0s, chunk_size):
     """The states entering every chunk, [B*H, NT, *state] each (recomputed for the backward)."""
     L = Launch(compiled.meta, q, v, chunk_size, scale, h0s is not None, False)
     size = lambda tile: state_sizes(tile, L.K, L.V)
-    states = [_empty(L.B * L.H, L.NT, *size(t), dtype=state_dtype(q), device=v.device)
-              for t in compiled.meta["states"]]
+    states = [_empty(L.B * L.H, L.NT, *size(t), dtype=between_kernels(q, low), device=v.device)
+              for t, low in zip(compiled.meta["states"], compiled.meta["bwd_states_in_input_dtype"])]
     per_state = [x for i, st in enumerate(states) for x in (h0s[i] if h0s is not None else q, q, st)]
-    L.run(compiled.module.chunk_states, (L.NV, L.B * L.H), [q, k, v, *extras, q, *per_state])
+    staged = staged_buffers(compiled.meta["staged"], L, q, chunk_size)
+    ptrs = [q, k, v, *extras, q, *per_state, *staged]
+    if staged:
+        whole_v(compiled, q, v, chunk_size, scale, L).run(compiled.module.chunk_prep, (1, L.NT, L.B * L.H), ptrs)
+    L.run(compiled.module.chunk_states, (L.NV, L.B * L.H), ptrs)
     return states
 
 
 def backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_token, schedule=None):
+    """Gradients of q, k, v, each extra and the initial states, at a chunk size that fits (the
+    backward recomputes the states, so its chunk need not be the forward's)."""
+    key = (compiled.meta["variant"], "backward", compiled.key, q.shape[-1], v.shape[-1], q.dtype, q.device.type)
+    return with_fitting_chunk(lambda c: _backward(compiled, q, k, v, extras, scale, h0s, do, dhts, c, per_token,
+                                                  schedule), key, chunk_size)
+
+
+def _backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_token, schedule):
     """Gradients of q, k, v, each extra and the initial states. The fused schedule walks each
     (batch, head) in reverse once; the chunk-parallel one runs the state-gradient scan alone
     (V split when legal) and then every chunk's gradients in parallel, for one more fp32 state
@@ -116,14 +184,18 @@ def backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_to
                else _empty(B, NT, *e.shape, dtype=state_dtype(q), device=e.device)
                for e, tok in zip(extras, per_token)]
     dh0s = [_empty(B, H, *size(t), dtype=state_dtype(q), device=q.device) for t in tiles] if h0s is not None else None
-    dstates = [_empty(B * H, NT, *size(t), dtype=state_dtype(q), device=q.device) if sched == "chunk" else q
-               for t in tiles]
+    dstates = [_empty(B * H, NT, *size(t), dtype=between_kernels(q, low), device=q.device) if sched == "chunk" else q
+               for t, low in zip(tiles, compiled.meta["dstates_in_input_dtype"])]
     per_state = [x for i in range(len(tiles)) for x in (states[i], dstates[i], dhts[i] if dhts is not None else q,
                                                         dh0s[i] if dh0s is not None else q)]
-    ptrs = [q, k, v, *extras, do, *per_state, dq, dk, dv, *dextras]
+    staged = (staged_buffers(compiled.meta["bwd_staged"], L, q, chunk_size) if sched == "chunk"
+              else [q] * len(compiled.meta["bwd_staged"]))
+    ptrs = [q, k, v, *extras, do, *per_state, dq, dk, dv, *dextras, *staged]
     if sched == "fused":
         L.run(compiled.module.bwd, (1, B * H), ptrs)
     else:
+        if staged:
+            L.run(compiled.module.bwd_prep, (1, NT, B * H), ptrs)
         scan = Launch(compiled.meta, q, v, chunk_size, scale, h0s is not None, dhts is not None,
                       v_split=compiled.meta["bwd_v_split"])
         scan.run(compiled.module.bwd_states, (scan.NV, B * H), ptrs)

@@ -4,6 +4,7 @@ from graphs import GraphBuilder, simple_gla_forward
 from flexla.ir import C, K, V, Op, verify
 from flexla.passes.partition import (
     KernelPlan, flops, partition_backward, partition_forward, recompute_or_materialize, split_phases,
+    staged_tensors,
 )
 
 INTRA_ONLY_FOR_O = ("qs", "decay", "qk", "A", "o_intra", "qg")
@@ -135,3 +136,50 @@ def test_partition_backward_fused_and_split():
     assert plans["bwd"].phases == {"grad": [y, z, ds]}
     assert plans["bwd_states"].phases == {"grad": [ds]}
     assert plans["bwd_grads"].phases == {"grad": [y, z]}
+
+
+def _delta_rule_forward():
+    """The delta rule's chunk step: w = T k, u = T v with T = (I + tril(k k^T, -1))^-1."""
+    b = GraphBuilder()
+    S, q, k, v = b.input("S", (K, V)), b.input("q", (C, K)), b.input("k", (C, K)), b.input("v", (C, V))
+    kt = b.add(Op.TRANSPOSE, k)
+    A = b.add(Op.ADD, b.add(Op.EYE, shape=(C, C)), b.add(Op.TRIL, b.add(Op.MM, k, kt), diagonal=-1))
+    T = b.add(Op.TRIINV, A, unit=True, upper=False)
+    w, u = b.add(Op.MM, T, k, name="w"), b.add(Op.MM, T, v, name="u")
+    vn = b.add(Op.SUB, u, b.add(Op.MM, w, S))
+    o = b.add(Op.ADD, b.add(Op.MM, q, S), b.add(Op.MM, b.add(Op.TRIL, b.add(Op.MM, q, kt), diagonal=0), vn))
+    return b.build(o=o, S_next=b.add(Op.ADD, S, b.add(Op.MM, kt, vn))), T
+
+
+def test_state_kernel_reads_staged_tensors_instead_of_computing_them():
+    graph, T = _delta_rule_forward()
+    plans = partition_forward(graph)
+    assert list(plans) == ["fused_fwd", "chunk_prep", "chunk_states", "chunk_output"]
+    prep, states, output = (plans[k].graph for k in ("chunk_prep", "chunk_states", "chunk_output"))
+    assert prep.outputs == {"stage:w": "w", "stage:u": "u"} and T in prep
+    for g in (states, output):
+        verify(g)
+        assert g["w"].op is Op.INPUT and g["u"].op is Op.INPUT and T not in g
+        assert g.meta["staged"] == ["w", "u"]
+    assert plans["fused_fwd"].graph is graph and graph["w"].op is Op.MM        # fused recomputes all
+
+
+def test_nothing_staged_without_quadratic_work(gla):
+    graph, _ = gla
+    states = graph.subgraph({"S_next": graph.outputs["S_next"]})
+    assert staged_tensors(states) == []        # kv = k^T v feeds the update, but is no [C, C] work
+
+
+def test_a_state_sized_candidate_stages_its_operands():
+    """dS_prev = dS + k^T (A do) with A [C, C]: staging the [K, V] product would cost a state per
+    chunk, so the [C, V] operand A do is staged and the scan multiplies by k^T itself."""
+    b = GraphBuilder()
+    dS, q, k, do = b.input("dS_next", (K, V)), b.input("q", (C, K)), b.input("k", (C, K)), b.input("do", (C, V))
+    kt = b.add(Op.TRANSPOSE, k)
+    Ado = b.add(Op.MM, b.add(Op.TRIL, b.add(Op.MM, k, b.add(Op.TRANSPOSE, q)), diagonal=0), do, name="Ado")
+    dS_prev = b.add(Op.ADD, dS, b.add(Op.MM, kt, Ado))
+    scan = b.build(dS=dS_prev).replace(states=["dS_next"])
+    assert staged_tensors(scan) == ["Ado"]
+    plans = partition_backward(scan)
+    assert list(plans) == ["bwd", "bwd_prep", "bwd_states", "bwd_grads"]
+    assert plans["bwd_states"].graph["Ado"].op is Op.INPUT

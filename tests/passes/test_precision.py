@@ -2,7 +2,7 @@ import pytest
 from graphs import GraphBuilder, assert_same_graph, simple_gla_forward
 
 from flexla.ir import C, K, V, Op
-from flexla.passes.precision import assign_precision
+from flexla.passes.precision import assign_precision, read_as_dot_operand
 
 
 def _dtypes(graph):
@@ -78,3 +78,23 @@ def test_simple_gla_forward():
     after = assign_precision(graph)
     # decays are exponentiated before they meet a matrix product: every mm is tensor-core dtype
     assert _dtypes(after) == {n["qk"]: "input", n["o_intra"]: "input", n["kv"]: "input", n["inter"]: "input"}
+
+
+def test_read_as_dot_operand():
+    """A state read only as a cast tensor-core operand (here through a transpose) may be kept in
+    the input dtype between kernels; one that is also used elementwise may not."""
+    b = GraphBuilder()
+    S, q, n = b.input("S", (K, V)), b.input("q", (C, K)), b.input("n", (K,))
+    o = b.add(Op.MM, q, S)
+    back = b.add(Op.MM, b.add(Op.TRANSPOSE, S), b.add(Op.TRANSPOSE, q))
+    qn = b.add(Op.MUL, q, b.add(Op.UNSQUEEZE, n, dim=0))
+    graph = assign_precision(b.build(o=o, x=back, y=qn))
+    assert read_as_dot_operand(graph, "S")
+    assert not read_as_dot_operand(graph, "n")
+    assert not read_as_dot_operand(graph, o)            # an output is stored as it is
+
+    e = GraphBuilder()
+    gc, v = e.input("gc", (C, K)), e.input("v", (C, V))
+    cs = e.add(Op.CUMSUM, gc, dim=0)
+    graph = assign_precision(e.build(o=e.add(Op.MM, e.add(Op.TRANSPOSE, cs), v)))
+    assert not read_as_dot_operand(graph, cs)           # an fp32 operand (a cumulative gate)

@@ -1,0 +1,57 @@
+"""A kernel that does not fit in shared memory (Triton's OutOfResources at launch, GPU only) is
+retried at half the chunk size, with the same results; the interpreter never runs out, so the
+launcher is made to refuse chunks above 32 here."""
+import torch
+from triton.runtime.errors import OutOfResources
+
+from flexla import ops
+from flexla.runtime import launch
+from recurrences import simple_gla_ref
+from test_ops import TOL, inputs
+
+
+def test_too_big_chunk_falls_back_to_a_smaller_one(monkeypatch, rel, capsys):
+    chunks = []
+    real_run = launch.Launch.run
+
+    def run_refusing_big_chunks(self, kernel, grid, pointers, num_stages=1):
+        chunks.append(self.consts["BC"])
+        if self.consts["BC"] > 32:
+            raise OutOfResources(self.consts["BC"] * 4096, 32 * 4096, "shared memory")
+        real_run(self, kernel, grid, pointers, num_stages)
+
+    monkeypatch.setattr(launch.Launch, "run", run_refusing_big_chunks)
+    monkeypatch.setattr(launch, "_FITTING_CHUNK", {})
+    x = inputs(5)
+    xs = [x[n].requires_grad_() for n in ("q", "k", "v", "g")]
+    refs = [t.detach().double().requires_grad_() for t in xs]
+    o, st = ops.chunk_simple_gla(*xs[:3], g=xs[3], output_final_state=True)       # the variant's chunk: 64
+    ro, rst = simple_gla_ref(*refs[:3], g=refs[3], output_final_state=True)
+    assert rel(o, ro) < TOL and rel(st, rst) < TOL
+    assert chunks[0] == 64 and set(chunks[1:]) == {32}                    # refused, then fitted
+    assert "using chunk 32" in capsys.readouterr().err
+
+    chunks.clear()      # the backward finds out for itself, once
+    w = torch.randn_like(ro)
+    grads = torch.autograd.grad((o * w).sum(), xs)
+    ref_grads = torch.autograd.grad((ro * w.double()).sum(), refs)
+    assert chunks[0] == 64 and set(chunks[1:]) == {32}
+    for a, b in zip(grads, ref_grads):
+        assert rel(a, b) < TOL
+
+    chunks.clear()      # both passes remember the chunk that fitted
+    o, _ = ops.chunk_simple_gla(*xs[:3], g=xs[3])
+    torch.autograd.grad((o * w).sum(), xs)
+    assert set(chunks) == {32}
+
+
+def test_out_of_resources_at_the_smallest_chunk_is_raised(monkeypatch):
+    monkeypatch.setattr(launch, "_FITTING_CHUNK", {})
+
+    def never_fits(chunk):
+        raise OutOfResources(1 << 20, 1 << 17, "shared memory")
+    try:
+        launch.with_fitting_chunk(never_fits, ("v", "forward"), 64)
+    except OutOfResources:
+        return
+    raise AssertionError("OutOfResources at chunk 16 must reach the caller")
