@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import traceback
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -30,6 +31,9 @@ def fits(T, H=16, D=128):
         peak = torch.cuda.max_memory_allocated() / 2**30
         return ok, peak
     except torch.OutOfMemoryError:
+        return False, None
+    except RuntimeError:          # e.g. a launch the device refuses: reported, not a crash
+        traceback.print_exc()
         return False, None
     finally:
         torch.cuda.empty_cache()

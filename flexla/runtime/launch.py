@@ -122,9 +122,9 @@ def _forward(compiled, q, k, v, extras, scale, h0s, want_ht, chunk_size, schedul
         L.run(mod.fused_fwd, (NV, B * H), ptrs)
     else:
         if staged:
-            whole_v(compiled, q, v, chunk_size, scale, L).run(mod.chunk_prep, (1, NT, B * H), ptrs)
+            whole_v(compiled, q, v, chunk_size, scale, L).run(mod.chunk_prep, (NT, 1, B * H), ptrs)
         L.run(mod.chunk_states, (NV, B * H), ptrs)
-        L.run(mod.chunk_output, (NV, NT, B * H), ptrs)
+        L.run(mod.chunk_output, (NT, NV, B * H), ptrs)
     return o, hts
 
 
@@ -152,7 +152,7 @@ def chunk_states(compiled, q, k, v, extras, scale, h0s, chunk_size):
     staged = staged_buffers(compiled.meta["staged"], L, q, chunk_size)
     ptrs = [q, k, v, *extras, q, *per_state, *staged]
     if staged:
-        whole_v(compiled, q, v, chunk_size, scale, L).run(compiled.module.chunk_prep, (1, L.NT, L.B * L.H), ptrs)
+        whole_v(compiled, q, v, chunk_size, scale, L).run(compiled.module.chunk_prep, (L.NT, 1, L.B * L.H), ptrs)
     L.run(compiled.module.chunk_states, (L.NV, L.B * L.H), ptrs)
     return states
 
@@ -195,11 +195,11 @@ def _backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_t
         L.run(compiled.module.bwd, (1, B * H), ptrs)
     else:
         if staged:
-            L.run(compiled.module.bwd_prep, (1, NT, B * H), ptrs)
+            L.run(compiled.module.bwd_prep, (NT, 1, B * H), ptrs)
         scan = Launch(compiled.meta, q, v, chunk_size, scale, h0s is not None, dhts is not None,
                       v_split=compiled.meta["bwd_v_split"])
         scan.run(compiled.module.bwd_states, (scan.NV, B * H), ptrs)
-        L.run(compiled.module.bwd_grads, (1, NT, B * H), ptrs)
+        L.run(compiled.module.bwd_grads, (NT, 1, B * H), ptrs)
     dextras = [d.to(e.dtype) if tok else d.sum((0, 1)).to(e.dtype)
                for d, e, tok in zip(dextras, extras, per_token)]
     if G > 1:
