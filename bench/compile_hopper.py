@@ -26,12 +26,13 @@ SHARED_LIMIT = 232448       # bytes of shared memory per block on an H100 / H200
 
 def constants(split: bool, chunk: int) -> dict:
     return dict(K=128, V=128, BC=chunk, BK=128, BV=64 if split else 128, MASK_C=True, MASK_K=False, MASK_V=False,
-                USE_H0=True, USE_HT=True, DOT_DTYPE=tl.bfloat16, DOT_PRECISION="tf32", ACC=tl.float32)
+                USE_H0=True, USE_HT=True, DOT_DTYPE=tl.bfloat16, DOT_PRECISION="tf32", EXP_DTYPE=tl.bfloat16,
+                ACC=tl.float32)
 
 
 def splits_v(name: str, meta: dict) -> bool:
     """Whether the launcher splits V for this kernel (runtime/launch.py)."""
-    if name in ("bwd", "bwd_grads", "chunk_prep", "bwd_prep"):
+    if name in ("bwd", "bwd_grads", "chunk_prep", "bwd_prep", "chunk_output"):   # output: at large grids
         return False
     return meta["bwd_v_split"] if name == "bwd_states" else meta["v_split"]
 

@@ -12,8 +12,10 @@ from triton.runtime.errors import OutOfResources
 from ..passes.schedule import choose_schedule
 from ..passes.tiling import block_sizes
 
-# FLEXLA_NUM_WARPS overrides the default of 4, for tuning experiments (bench/README.md)
+# FLEXLA_NUM_WARPS overrides the default of 4, FLEXLA_OUTPUT_V_SPLIT the output kernel's V split
+# (output_launch), for tuning experiments (bench/README.md)
 NUM_WARPS = int(os.environ.get("FLEXLA_NUM_WARPS", 4))
+OUTPUT_V_SPLIT = os.environ.get("FLEXLA_OUTPUT_V_SPLIT", "auto")
 DOT_DTYPES = {torch.bfloat16: tl.bfloat16, torch.float16: tl.float16, torch.float32: tl.float32,
               torch.float64: tl.float64}
 
@@ -64,6 +66,9 @@ class Launch:
             MASK_C=self.T % chunk_size != 0, MASK_K=self.K != bs["BK"], MASK_V=self.V % bs["BV"] != 0,
             USE_H0=use_h0, USE_HT=use_ht, DOT_DTYPE=DOT_DTYPES[q.dtype],
             DOT_PRECISION="ieee" if q.dtype in (torch.float32, torch.float64) else "tf32",
+            # operands of products of exp-rescaled rows (gated scores): bf16 keeps fp32's range
+            EXP_DTYPE=tl.bfloat16 if q.dtype == torch.bfloat16 else tl.float64 if q.dtype == torch.float64
+            else tl.float32,
             ACC=tl.float64 if q.dtype == torch.float64 else tl.float32)
 
 
@@ -124,8 +129,19 @@ def _forward(compiled, q, k, v, extras, scale, h0s, want_ht, chunk_size, schedul
         if staged:
             whole_v(compiled, q, v, chunk_size, scale, L).run(mod.chunk_prep, (NT, 1, B * H), ptrs)
         L.run(mod.chunk_states, (NV, B * H), ptrs)
-        L.run(mod.chunk_output, (NT, NV, B * H), ptrs)
+        out = output_launch(compiled, q, v, chunk_size, scale, L, sm_count(q.device))
+        out.run(mod.chunk_output, (NT, out.NV, B * H), ptrs)
     return o, hts
+
+
+def output_launch(compiled, q, v, chunk_size, scale, L: Launch, sms: int) -> Launch:
+    """The per-chunk output kernel splits V only when its chunks alone leave the GPU idle (fewer
+    than two programs per SM): each V slice recomputes the chunk's V-free work (its scores), which
+    a split would pay NV times. FLEXLA_OUTPUT_V_SPLIT=0/1 forces it (tuning experiments)."""
+    split = {"0": False, "1": True}.get(OUTPUT_V_SPLIT, L.NT * L.B * L.H < 2 * sms)
+    if L.NV == 1 or split:
+        return L
+    return whole_v(compiled, q, v, chunk_size, scale, L)
 
 
 def staged_buffers(entries, L: Launch, q, chunk_size):
@@ -136,7 +152,8 @@ def staged_buffers(entries, L: Launch, q, chunk_size):
 
 
 def whole_v(compiled, q, v, chunk_size, scale, L: Launch) -> Launch:
-    """The launch of a prep kernel: one program per chunk with all of V (its tiles are stored whole)."""
+    """L with all of V in one program: prep kernels (their tiles are stored whole) and an output
+    kernel that should not split V."""
     prep = Launch(compiled.meta, q, v, chunk_size, scale, False, False, v_split=False)
     prep.consts.update(USE_H0=L.consts["USE_H0"], USE_HT=L.consts["USE_HT"])
     return prep
