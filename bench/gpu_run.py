@@ -190,6 +190,7 @@ def correctness(device, dtype, shapes, tol, ops, peers):
     for op in ops:
         for (B, T, H, K, V) in shapes:
             x = make_inputs(op, B, T, H, K, V, dtype, device, seed=T)
+            torch.manual_seed(T)        # the initial state and the output gradients too, run to run
             h0 = initial_state(op, B, H, K, V, device)
             xr = {n: t.double().requires_grad_() for n, t in x.items()}
             h0r = tuple(h.double() for h in flat(h0))
