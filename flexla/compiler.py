@@ -20,6 +20,7 @@ from .frontend.signature import Extra
 from .frontend.states import State, parse_states
 from .frontend.to_ir import to_ir
 from .frontend.size_independence import check_size_independent
+from .frontend.source_key import source_key
 from .frontend.trace import SECOND_SIZES, backward_step, forward_step, trace
 from .ir import C, K, V, Graph
 from .passes.partition import partition_backward, partition_forward
@@ -113,13 +114,34 @@ def staged_meta(staged: list[str], graph: Graph, readers: list) -> list[tuple]:
             for n in staged]
 
 
+def warm_key(name: str, extras: list[Extra], states: list[State], callbacks: dict) -> str | None:
+    """The key a warm process looks its module up by without tracing (None when the callbacks
+    reference something source_key cannot see into): the callbacks' contents in place of the
+    traced graphs, with everything else cache_key hashes."""
+    source = source_key(callbacks)
+    if source is None:
+        return None
+    h = hashlib.sha256(b"warm")
+    for part in (compiler_fingerprint(), triton.__version__, torch.__version__, device_name(), name,
+                 repr([(e.name, e.tile) for e in extras]), repr([(s.name, s.tile) for s in states]), source):
+        h.update(part.encode())
+    return h.hexdigest()[:32]
+
+
 def compile_variant(name: str, callbacks: dict, extras: list[Extra],
                     states: list[State] = DEFAULT_STATES) -> Compiled:
     start = time.perf_counter()
+    warm = warm_key(name, extras, states, callbacks)
+    key = cache.read_alias(warm) if warm else None
+    module = cache.load(key) if key else None
+    if module is not None:
+        return Compiled(key, module, cache.path_for(key), module.META, True)
     fwd, bwd = build_graphs(name, callbacks, extras, states)
     key = cache_key(name, extras, [fwd, bwd])
     module = cache.load(key)
     if module is not None:
+        if warm:
+            cache.write_alias(warm, key)
         return Compiled(key, module, cache.path_for(key), module.META, True)
     print(f"flexla: compiling {name}: traced in {time.perf_counter() - start:.1f}s, generating kernels ...",
           file=sys.stderr, flush=True)
@@ -156,6 +178,8 @@ def compile_variant(name: str, callbacks: dict, extras: list[Extra],
     module = cache.load(key)
     if module is None:
         raise RuntimeError(f"flexla generated a module that does not import: {path}")
+    if warm:
+        cache.write_alias(warm, key)
     print(f"flexla: compiled {name} in {time.perf_counter() - start:.1f}s -> {path}", file=sys.stderr,
           flush=True)
     if debug():

@@ -69,3 +69,82 @@ def test_key_follows_the_callbacks_and_their_closures(tmp_path, monkeypatch):
     a, b, c = variant(0.5).compile([]), variant(0.25).compile([]), variant(1.0).compile([])
     assert len({a.key, b.key, c.key}) == 3          # a closure's value is part of the key
     assert variant(0.5).compile([]).from_cache
+
+
+# -- the warm key: found without tracing (frontend/source_key.py) ---------------------------------
+
+DECAY = 0.5
+
+
+def _helper(S):
+    return S * DECAY
+
+
+def _module_level_variant():
+    class V:
+        def intra(q, k, v):
+            return dict(o=(q @ k.T).tril() @ v, q=q, kv=k.T @ v)
+
+        def update(S, c):
+            return _helper(S) + c["kv"]
+
+        def merge(S, c):
+            return c["o"] + c["q"] @ S
+    return flexla.linear_attention(V)
+
+
+def test_warm_process_does_not_trace(tmp_path, monkeypatch):
+    from flexla import compiler
+    monkeypatch.setenv("FLEXLA_CACHE_DIR", str(tmp_path))
+    first = _module_level_variant().compile([])
+
+    def no_tracing(*a, **kw):
+        raise AssertionError("traced although the warm key was in the cache")
+    monkeypatch.setattr(compiler, "build_graphs", no_tracing)
+    again = _module_level_variant().compile([])          # a new Variant: nothing held in memory
+    assert again.from_cache and again.key == first.key
+
+
+def test_warm_key_sees_globals_helpers_and_closures(monkeypatch):
+    from flexla.frontend.source_key import source_key
+    cbs = lambda: dict(_module_level_variant().callbacks)
+    base = source_key(cbs())
+    assert base is not None and base == source_key(cbs())
+    monkeypatch.setattr(sys.modules[__name__], "DECAY", 0.25)      # a global the helper reads
+    assert source_key(cbs()) != base
+    monkeypatch.setattr(sys.modules[__name__], "DECAY", 0.5)
+    monkeypatch.setattr(sys.modules[__name__], "_helper", lambda S: S * 0.5)   # the helper itself
+    assert source_key(cbs()) != base
+
+    def closing_over(x):
+        return dict(update=lambda S, c: S * x + c["kv"])
+    assert source_key(closing_over(0.5)) != source_key(closing_over(0.25))
+    assert source_key(closing_over(torch.ones(3))) != source_key(closing_over(torch.zeros(3)))
+
+
+def test_warm_key_gives_up_on_what_it_cannot_see(tmp_path, monkeypatch):
+    """An object of a user class could change without its identity changing: no warm key, so the
+    variant is traced and keyed on its graphs, and a changed attribute is never served stale."""
+    from flexla.frontend.source_key import source_key
+    monkeypatch.setenv("FLEXLA_CACHE_DIR", str(tmp_path))
+
+    class Config:
+        decay = 0.5
+    cfg = Config()
+
+    def variant():
+        class V:
+            def intra(q, k, v):
+                return dict(o=(q @ k.T).tril() @ v, q=q, kv=k.T @ v)
+
+            def update(S, c):
+                return S * cfg.decay + c["kv"]
+
+            def merge(S, c):
+                return c["o"] + c["q"] @ S
+        return flexla.linear_attention(V)
+    assert source_key(variant().callbacks) is None
+    a = variant().compile([])
+    cfg.decay = 0.25
+    b = variant().compile([])
+    assert a.key != b.key and not b.from_cache

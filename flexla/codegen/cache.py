@@ -1,7 +1,8 @@
 """The on-disk cache of generated modules: <cache dir>/<key>.py, written atomically, loaded with
 importlib (Triton reads kernel source with `inspect`, so the code must live in a real file).
 
-A file that is truncated or does not import is rebuilt, never fatal.
+A file that is truncated or does not import is rebuilt, never fatal. `<key>.alias` files map a
+key computed without tracing (frontend/source_key.py) to a module's key.
 """
 from __future__ import annotations
 
@@ -51,3 +52,18 @@ def store(key: str, source: str) -> Path:
         f.write(source)
     os.replace(tmp, path)
     return path
+
+
+def read_alias(alias: str) -> str | None:
+    try:
+        return (cache_dir() / f"{alias}.alias").read_text().strip() or None
+    except OSError:
+        return None
+
+
+def write_alias(alias: str, key: str) -> None:
+    path = cache_dir() / f"{alias}.alias"
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{alias}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(key)
+    os.replace(tmp, path)
