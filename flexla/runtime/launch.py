@@ -154,9 +154,9 @@ def staged_buffers(entries, L: Launch, q, chunk_size):
 def whole_v(compiled, q, v, chunk_size, scale, L: Launch) -> Launch:
     """L with all of V in one program: prep kernels (their tiles are stored whole) and an output
     kernel that should not split V."""
-    prep = Launch(compiled.meta, q, v, chunk_size, scale, False, False, v_split=False)
-    prep.consts.update(USE_H0=L.consts["USE_H0"], USE_HT=L.consts["USE_HT"])
-    return prep
+    whole = Launch(compiled.meta, q, v, chunk_size, scale, False, False, v_split=False)
+    whole.consts.update(USE_H0=L.consts["USE_H0"], USE_HT=L.consts["USE_HT"])
+    return whole
 
 
 def chunk_states(compiled, q, k, v, extras, scale, h0s, chunk_size):
