@@ -120,6 +120,7 @@ def test_warm_key_sees_globals_helpers_and_closures(monkeypatch):
         return dict(update=lambda S, c: S * x + c["kv"])
     assert source_key(closing_over(0.5)) != source_key(closing_over(0.25))
     assert source_key(closing_over(torch.ones(3))) != source_key(closing_over(torch.zeros(3)))
+    assert source_key(closing_over(torch.tensor(1.0))) != source_key(closing_over(torch.tensor(2.0)))
 
 
 def test_warm_key_gives_up_on_what_it_cannot_see(tmp_path, monkeypatch):

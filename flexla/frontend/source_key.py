@@ -47,8 +47,12 @@ def _digest(obj, seen: set) -> str | None:
         parts = [(repr(k), _digest(v, seen)) for k, v in sorted(obj.items(), key=lambda kv: repr(kv[0]))]
         return None if any(p is None for _, p in parts) else "dict(" + ",".join(f"{k}={v}" for k, v in parts) + ")"
     if isinstance(obj, torch.Tensor):
-        t = obj.detach().cpu().contiguous()
-        return f"tensor:{t.dtype}:{tuple(t.shape)}:{hashlib.sha256(t.view(torch.uint8).numpy().tobytes()).hexdigest()}"
+        try:
+            t = obj.detach().cpu().contiguous().reshape(-1)
+            data = hashlib.sha256(t.view(torch.uint8).numpy().tobytes()).hexdigest()
+        except (RuntimeError, TypeError):      # sparse, meta, ...: contents out of reach
+            return None
+        return f"tensor:{obj.dtype}:{tuple(obj.shape)}:{data}"
     if isinstance(obj, types.ModuleType):
         return f"module:{obj.__name__}" if _versioned(obj) else None
     if isinstance(obj, (staticmethod, classmethod)):
