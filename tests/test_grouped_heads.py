@@ -4,13 +4,13 @@ import torch
 import torch.nn.functional as F
 
 from flexla import ops
-from recurrences import mamba2_ref
+from flexla.variants import get
+from recurrences import delta_rule_ref, mamba2_ref
 
 
 @pytest.mark.parametrize("groups", [1, 2])
 @pytest.mark.parametrize("schedule", ["fused", "chunk"])
 def test_chunk_mamba2_matches_its_recurrence(groups, schedule, rel):
-    from flexla.variants import get
     get("mamba2").schedule = schedule
     gen = torch.Generator().manual_seed(groups)
     Bsz, T, H, P, N = 2, 45, 4, 24, 16
@@ -47,3 +47,27 @@ def test_heads_must_be_a_multiple_of_the_qk_heads():
     q = torch.randn(1, 8, 3, 16)
     with pytest.raises(CallError, match="multiple of q's and k's heads"):
         get("linear_attn")(q, q, torch.randn(1, 8, 4, 16))
+
+
+@pytest.mark.parametrize("schedule", ["fused", "chunk"])
+def test_shared_keys_with_staged_tensors(schedule, rel):
+    """The delta rule stages w and u per value head (a prep kernel) while q and k are shared by
+    two heads: outputs and gradients (dq, dk summed over the group) match the expanded recurrence."""
+    gen = torch.Generator().manual_seed(0)
+    B, T, H, K, V = 1, 70, 2, 16, 16
+    q = torch.randn(B, T, 1, K, generator=gen)
+    k = torch.nn.functional.normalize(torch.randn(B, T, 1, K, generator=gen), dim=-1)
+    v, beta = torch.randn(B, T, H, V, generator=gen), torch.rand(B, T, H, generator=gen)
+    variant = get("delta_rule")
+    old, variant.schedule = variant.schedule, schedule
+    try:
+        xs = [t.clone().requires_grad_() for t in (q, k, v, beta)]
+        o, _ = variant(*xs)
+    finally:
+        variant.schedule = old
+    rs = [t.double().requires_grad_() for t in (q, k, v, beta)]
+    ro, _ = delta_rule_ref(rs[0].expand(B, T, H, K), rs[1].expand(B, T, H, K), rs[2], rs[3])
+    assert rel(o, ro) < 1e-5
+    w = torch.randn(ro.shape, generator=gen, dtype=torch.float64)
+    for a, b in zip(torch.autograd.grad((o * w.float()).sum(), xs), torch.autograd.grad((ro * w).sum(), rs)):
+        assert rel(a, b) < 1e-5
