@@ -46,10 +46,14 @@ def load(key: str):
 
 
 def store(key: str, source: str) -> Path:
-    path = path_for(key)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{key}.", suffix=".tmp")
+    return _write_atomically(path_for(key), source)
+
+
+def _write_atomically(path: Path, text: str) -> Path:
+    """Readers see the old file or the whole new one, never a partial write."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     with os.fdopen(fd, "w") as f:
-        f.write(source)
+        f.write(text)
     os.replace(tmp, path)
     return path
 
@@ -62,8 +66,4 @@ def read_alias(alias: str) -> str | None:
 
 
 def write_alias(alias: str, key: str) -> None:
-    path = cache_dir() / f"{alias}.alias"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{alias}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(key)
-    os.replace(tmp, path)
+    _write_atomically(cache_dir() / f"{alias}.alias", key)

@@ -84,8 +84,9 @@ def staged_pointer(name: str) -> str:
     return f"staged_{name}"
 
 
-def tile_code(shape) -> str:
-    return "".join(str(d) for d in shape)
+def staged_access(v: str, name: str, graph: Graph) -> Access:
+    """A staged chunk tile, written by a prep kernel and read by the others."""
+    return Access(v, f"{staged_pointer(name)}_ptr", "chunk_tile", shape="".join(map(str, graph[name].shape)))
 
 
 def input_access(name: str, extras: dict[str, Extra], states: list[State], graph: Graph) -> Access:
@@ -93,7 +94,7 @@ def input_access(name: str, extras: dict[str, Extra], states: list[State], graph
     if name == "scale":
         return Access(v, "", "scale")
     if name in graph.meta.get("staged", ()):
-        return Access(v, f"{staged_pointer(name)}_ptr", "chunk_tile", shape=tile_code(graph[name].shape))
+        return staged_access(v, name, graph)
     if name in ("q", "k"):
         return Access(v, f"{name}_ptr", "token", "K", row="row_qk")
     if name in ("v", "do"):
@@ -109,8 +110,7 @@ def input_access(name: str, extras: dict[str, Extra], states: list[State], graph
 
 def output_access(role: str, extras: dict[str, Extra], graph: Graph) -> Access:
     if role.startswith("stage:"):
-        name = role[len("stage:"):]
-        return Access("", f"{staged_pointer(name)}_ptr", "chunk_tile", shape=tile_code(graph[name].shape))
+        return staged_access("", role[len("stage:"):], graph)
     if role == "o":
         return Access("", "o_ptr", "token", "V")
     if role in ("dq", "dk"):

@@ -126,27 +126,29 @@ def read_back(graph: Graph, names) -> Graph:
     return graph.replace(nodes).subgraph(graph.outputs)
 
 
-def stage_outputs(names) -> dict[str, str]:
-    return {f"stage:{n}": n for n in names}
+def stage(graph: Graph, scan: Graph, other: Graph, prep_name: str):
+    """Staging for one direction: the prep kernel's plan (none when nothing is staged), and the
+    scan and the per-chunk graph with the staged tensors read back."""
+    staged = staged_tensors(scan)
+    prep = graph.subgraph({f"stage:{n}": n for n in staged})
+    plans = {prep_name: KernelPlan(prep_name, prep, {"intra": _body(prep)})} if staged else {}
+    return plans, read_back(scan, staged), read_back(other, staged), staged
 
 
 def partition_forward(graph: Graph) -> dict[str, KernelPlan]:
     fused = KernelPlan("fused_fwd", graph, split_phases(graph))
     states_graph = graph.subgraph({k: v for k, v in graph.outputs.items() if k != "o"})
     output_graph = graph.subgraph({"o": graph.outputs["o"]})
-    staged = staged_tensors(states_graph)
-    prep_graph = graph.subgraph(stage_outputs(staged))
-    states_graph, output_graph = read_back(states_graph, staged), read_back(output_graph, staged)
+    prep, states_graph, output_graph, staged = stage(graph, states_graph, output_graph, "chunk_prep")
     decision = recompute_or_materialize(graph, states_graph, output_graph)
     materialized = tuple(n for n, d in decision.items() if d == "materialize")
     if materialized:
         raise NotImplementedError(f"the cost rule asks to materialise {materialized}; reading chunk "
                                   "tensors back is not implemented yet, so flexla recomputes only")
     meta = {"recompute": decision, "staged": staged}
-    prep = {"chunk_prep": KernelPlan("chunk_prep", prep_graph.replace(**meta), {"intra": _body(prep_graph)})}
     return {
         "fused_fwd": fused,
-        **(prep if staged else {}),
+        **prep,
         "chunk_states": KernelPlan("chunk_states", states_graph.replace(**meta), split_phases(states_graph)),
         "chunk_output": KernelPlan("chunk_output", output_graph.replace(**meta), split_phases(output_graph)),
     }
@@ -159,12 +161,10 @@ def partition_backward(graph: Graph) -> dict[str, KernelPlan]:
     is_state_grad = lambda role: role.startswith("dS")
     scan = graph.subgraph({k: v for k, v in graph.outputs.items() if is_state_grad(k)})
     grads = graph.subgraph({k: v for k, v in graph.outputs.items() if not is_state_grad(k)})
-    staged = staged_tensors(scan)
-    prep = graph.subgraph(stage_outputs(staged))
-    scan, grads = read_back(scan, staged).replace(staged=staged), read_back(grads, staged).replace(staged=staged)
-    prep = {"bwd_prep": KernelPlan("bwd_prep", prep.replace(staged=staged), {"intra": _body(prep)})}
+    prep, scan, grads, staged = stage(graph, scan, grads, "bwd_prep")
+    scan, grads = scan.replace(staged=staged), grads.replace(staged=staged)
     return {"bwd": KernelPlan("bwd", graph, body(graph)),
-            **(prep if staged else {}),
+            **prep,
             "bwd_states": KernelPlan("bwd_states", scan, body(scan)),
             "bwd_grads": KernelPlan("bwd_grads", grads, body(grads))}
 

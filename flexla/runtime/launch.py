@@ -103,9 +103,12 @@ def with_fitting_chunk(run, key, chunk_size):
 
 def forward(compiled, q, k, v, extras, scale, h0s, want_ht, chunk_size, schedule=None):
     """o and the final states (a list, or None). h0s: one initial state per declared state, or None."""
-    key = (compiled.meta["variant"], "forward", compiled.key, q.shape[-1], v.shape[-1], q.dtype, q.device.type)
     return with_fitting_chunk(lambda c: _forward(compiled, q, k, v, extras, scale, h0s, want_ht, c, schedule),
-                              key, chunk_size)
+                              fit_key(compiled, "forward", q, v), chunk_size)
+
+
+def fit_key(compiled, direction: str, q, v) -> tuple:
+    return compiled.meta["variant"], direction, compiled.key, q.shape[-1], v.shape[-1], q.dtype, q.device.type
 
 
 def _forward(compiled, q, k, v, extras, scale, h0s, want_ht, chunk_size, schedule):
@@ -126,9 +129,7 @@ def _forward(compiled, q, k, v, extras, scale, h0s, want_ht, chunk_size, schedul
     if sched == "fused":
         L.run(mod.fused_fwd, (NV, B * H), ptrs)
     else:
-        if staged:
-            whole_v(compiled, q, v, chunk_size, scale, L).run(mod.chunk_prep, (NT, 1, B * H), ptrs)
-        L.run(mod.chunk_states, (NV, B * H), ptrs)
+        scan_states(compiled, q, v, chunk_size, scale, L, ptrs, bool(staged))
         out = output_launch(compiled, q, v, chunk_size, scale, L, sm_count(q.device))
         out.run(mod.chunk_output, (NT, out.NV, B * H), ptrs)
     return o, hts
@@ -154,9 +155,7 @@ def staged_buffers(entries, L: Launch, q, chunk_size):
 def whole_v(compiled, q, v, chunk_size, scale, L: Launch) -> Launch:
     """L with all of V in one program: prep kernels (their tiles are stored whole) and an output
     kernel that should not split V."""
-    whole = Launch(compiled.meta, q, v, chunk_size, scale, False, False, v_split=False)
-    whole.consts.update(USE_H0=L.consts["USE_H0"], USE_HT=L.consts["USE_HT"])
-    return whole
+    return Launch(compiled.meta, q, v, chunk_size, scale, L.consts["USE_H0"], L.consts["USE_HT"], v_split=False)
 
 
 def chunk_states(compiled, q, k, v, extras, scale, h0s, chunk_size):
@@ -167,19 +166,22 @@ def chunk_states(compiled, q, k, v, extras, scale, h0s, chunk_size):
               for t, low in zip(compiled.meta["states"], compiled.meta["bwd_states_in_input_dtype"])]
     per_state = [x for i, st in enumerate(states) for x in (h0s[i] if h0s is not None else q, q, st)]
     staged = staged_buffers(compiled.meta["staged"], L, q, chunk_size)
-    ptrs = [q, k, v, *extras, q, *per_state, *staged]
+    scan_states(compiled, q, v, chunk_size, scale, L, [q, k, v, *extras, q, *per_state, *staged], bool(staged))
+    return states
+
+
+def scan_states(compiled, q, v, chunk_size, scale, L: Launch, ptrs, staged: bool):
+    """The chunk-parallel prep kernel (when tensors are staged), then the sequential state scan."""
     if staged:
         whole_v(compiled, q, v, chunk_size, scale, L).run(compiled.module.chunk_prep, (L.NT, 1, L.B * L.H), ptrs)
     L.run(compiled.module.chunk_states, (L.NV, L.B * L.H), ptrs)
-    return states
 
 
 def backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_token, schedule=None):
     """Gradients of q, k, v, each extra and the initial states, at a chunk size that fits (the
     backward recomputes the states, so its chunk need not be the forward's)."""
-    key = (compiled.meta["variant"], "backward", compiled.key, q.shape[-1], v.shape[-1], q.dtype, q.device.type)
     return with_fitting_chunk(lambda c: _backward(compiled, q, k, v, extras, scale, h0s, do, dhts, c, per_token,
-                                                  schedule), key, chunk_size)
+                                                  schedule), fit_key(compiled, "backward", q, v), chunk_size)
 
 
 def _backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_token, schedule):
