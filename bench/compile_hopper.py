@@ -4,7 +4,7 @@ Triton bundles ptxas, so this needs only the `triton` package; run it with the T
 GPU has, e.g. a venv with triton==3.6.0:
 
     python -m flexla path delta_rule            # writes the module, prints its path
-    /tmp/t36/bin/python bench/compile_hopper.py [--chunk=64] $(python -m flexla path delta_rule)
+    /tmp/t36/bin/python bench/compile_hopper.py [--chunk=64] [--warps=4] [--stages=1] [--k=128] [--v=128] [--tail=1] $(python -m flexla path delta_rule)
 
 Each kernel's shared memory is printed; BIG marks one over an H100/H200's 227 KB, which the launcher
 runs at half the chunk instead (runtime/launch.py, with_fitting_chunk).
@@ -12,7 +12,10 @@ runs at half the chunk instead (runtime/launch.py, with_fitting_chunk).
 from __future__ import annotations
 
 import importlib.util
+import re
+import subprocess
 import sys
+import tempfile
 import time
 
 import triton
@@ -25,7 +28,7 @@ SHARED_LIMIT = 232448       # bytes of shared memory per block on an H100 / H200
 
 
 def constants(split: bool, chunk: int) -> dict:
-    return dict(K=128, V=128, BC=chunk, BK=128, BV=64 if split else 128, MASK_C=True, MASK_K=False, MASK_V=False,
+    return dict(K=KDIM, V=VDIM, BC=chunk, BK=KDIM, BV=VDIM // 2 if split else VDIM, MASK_C=TAIL, MASK_K=False, MASK_V=False,
                 USE_H0=True, USE_HT=True, DOT_DTYPE=tl.bfloat16, DOT_PRECISION="tf32", EXP_DTYPE=tl.bfloat16,
                 ACC=tl.float32)
 
@@ -35,6 +38,19 @@ def splits_v(name: str, meta: dict) -> bool:
     if name in ("bwd", "bwd_grads", "chunk_prep", "bwd_prep", "chunk_output"):   # output: at large grids
         return False
     return meta["bwd_v_split"] if name == "bwd_states" else meta["v_split"]
+
+
+def registers(ptx: str) -> str:
+    """ptxas's register count and spill bytes per thread for one kernel (`ptxas -v`)."""
+    from triton.backends.nvidia.compiler import get_ptxas
+    with tempfile.NamedTemporaryFile("w", suffix=".ptx") as f:
+        f.write(ptx)
+        f.flush()
+        err = subprocess.run([get_ptxas(90).path, "-v", f"--gpu-name=sm_{ARCH}{'a' if ARCH == 90 else ''}", f.name, "-o", "/dev/null"],
+                             capture_output=True, text=True).stderr
+    regs = re.search(r"Used (\d+) registers", err)
+    spill = re.search(r"(\d+) bytes spill stores", err)
+    return f"regs {regs.group(1) if regs else '?':>3s}  spills {spill.group(1) if spill else '?':>5s} B"
 
 
 def compile_module(path: str, chunk: int) -> int:
@@ -50,19 +66,28 @@ def compile_module(path: str, chunk: int) -> int:
                for a in fn.arg_names}
         t0 = time.time()
         try:
-            k = triton.compile(ASTSource(fn, sig, {a: consts[a] for a in fn.arg_names if a in consts}),
-                               target=GPUTarget("cuda", 90, 64), options=dict(num_warps=4, num_stages=1))
+            # what the launcher specialises on at run time: 16-byte aligned pointers, T % 16 == 0
+            attrs = {(i,): [["tt.divisibility", 16]] for i, a in enumerate(fn.arg_names)
+                     if sig[a].startswith("*") or a in ("T", "NT")}
+            k = triton.compile(ASTSource(fn, sig, {a: consts[a] for a in fn.arg_names if a in consts}, attrs),
+                               target=GPUTarget("cuda", ARCH, 32), options=dict(num_warps=WARPS, num_stages=STAGES))
             shared = k.metadata.shared
             fits = "ok  " if shared <= SHARED_LIMIT else "BIG "   # the launcher then halves the chunk
             print(f"{fits}  {name:16s} {time.time() - t0:5.1f}s  shared {shared / 1024:6.1f} KB  BV {consts['BV']}  "
-                  f"{path}")
+                  f"{registers(k.asm['ptx'])}  {path}")
         except Exception as e:  # noqa: BLE001
             failures += 1
             print(f"FAIL  {name:16s} {path}\n{str(e)[:3000]}")
     return failures
 
 
+WARPS, STAGES, KDIM, VDIM, ARCH, TAIL = 4, 1, 128, 128, 90, False
+
 if __name__ == "__main__":
-    chunk = int(sys.argv[1][len("--chunk="):]) if sys.argv[1].startswith("--chunk=") else 64
-    paths = [p for p in sys.argv[1:] if not p.startswith("--chunk=")]
+    flags = dict(a[2:].split("=") for a in sys.argv[1:] if a.startswith("--"))
+    chunk = int(flags.get("chunk", 64))
+    WARPS, STAGES = int(flags.get("warps", WARPS)), int(flags.get("stages", STAGES))
+    KDIM, VDIM, ARCH = int(flags.get("k", KDIM)), int(flags.get("v", VDIM)), int(flags.get("arch", ARCH))
+    TAIL = flags.get("tail", "0") == "1"   # a partial last chunk (MASK_C), as when T % chunk != 0
+    paths = [p for p in sys.argv[1:] if not p.startswith("--")]
     sys.exit(1 if sum(compile_module(p, chunk) for p in paths) else 0)

@@ -383,6 +383,7 @@ def main():
     p.add_argument("--budget", type=float, default=500, help="seconds after which timing stops")
     p.add_argument("--modes", default="fwd,fwdbwd", help="fwd, fwdbwd or both")
     p.add_argument("--skip-check", action="store_true", help="time without the correctness pass (after a run that did it)")
+    p.add_argument("--check-only", action="store_true", help="the correctness pass alone")
     p.add_argument("--ops", default=",".join(OPS), help="comma-separated ops to time")
     p.add_argument("--jobs", type=int, default=1, help="check this many ops at once, one process each "
                    "(Triton compiles on the CPU; the checks themselves are tiny)")
@@ -411,7 +412,8 @@ def main():
         fla = {k: f for k, f in load_fla().items() if k in args.fla_ops.split(",")}
     schedules = [None if s == "auto" else s for s in args.schedules.split(",")]
     modes = args.modes.split(",")
-    if args.warm_one:
+    if args.warm_one:     # compile every tuning candidate; the quiet timing process times them
+        os.environ["FLEXLA_TUNE"] = "compile"
         warm(args.warm_one, device, dtype, bench_shapes, modes, schedules, fla.get(args.warm_one))
         return
     if args.check_one:
@@ -437,6 +439,8 @@ def main():
     def save(rows):
         for d in ({out} if args.dry else {out, Path(__file__).parent}):
             (d / f"results{args.tag}.json").write_text(json.dumps(rows, indent=1))
+    if args.check_only:
+        return
     if ok and args.jobs > 1:
         log(f"== compiling the timed kernels, one process per op, for at most {args.warm_s:.0f}s ==")
         ops = args.ops.split(",")

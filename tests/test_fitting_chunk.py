@@ -14,11 +14,11 @@ def test_too_big_chunk_falls_back_to_a_smaller_one(monkeypatch, rel, capsys):
     chunks = []
     real_run = launch.Launch.run
 
-    def run_refusing_big_chunks(self, kernel, grid, pointers, num_stages=1):
+    def run_refusing_big_chunks(self, kernel, grid, pointers):
         chunks.append(self.consts["BC"])
         if self.consts["BC"] > 32:
             raise OutOfResources(self.consts["BC"] * 4096, 32 * 4096, "shared memory")
-        real_run(self, kernel, grid, pointers, num_stages)
+        real_run(self, kernel, grid, pointers)
 
     monkeypatch.setattr(launch.Launch, "run", run_refusing_big_chunks)
     monkeypatch.setattr(launch, "_FITTING_CHUNK", {})

@@ -46,10 +46,10 @@ def load(key: str):
 
 
 def store(key: str, source: str) -> Path:
-    return _write_atomically(path_for(key), source)
+    return write_atomically(path_for(key), source)
 
 
-def _write_atomically(path: Path, text: str) -> Path:
+def write_atomically(path: Path, text: str) -> Path:
     """Readers see the old file or the whole new one, never a partial write."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     with os.fdopen(fd, "w") as f:
@@ -66,4 +66,4 @@ def read_alias(alias: str) -> str | None:
 
 
 def write_alias(alias: str, key: str) -> None:
-    _write_atomically(cache_dir() / f"{alias}.alias", key)
+    write_atomically(cache_dir() / f"{alias}.alias", key)

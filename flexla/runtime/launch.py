@@ -11,10 +11,9 @@ from triton.runtime.errors import OutOfResources
 
 from ..passes.schedule import choose_schedule
 from ..passes.tiling import block_sizes
+from . import tuning
 
-# FLEXLA_NUM_WARPS overrides the default of 4, FLEXLA_OUTPUT_V_SPLIT the output kernel's V split
-# (output_launch), for tuning experiments (bench/README.md)
-NUM_WARPS = int(os.environ.get("FLEXLA_NUM_WARPS", 4))
+# FLEXLA_OUTPUT_V_SPLIT forces the output kernel's V split (output_launch), for experiments
 OUTPUT_V_SPLIT = os.environ.get("FLEXLA_OUTPUT_V_SPLIT", "auto")
 DOT_DTYPES = {torch.bfloat16: tl.bfloat16, torch.float16: tl.float16, torch.float32: tl.float32,
               torch.float64: tl.float64}
@@ -56,6 +55,7 @@ class Launch:
     """Sizes and constexprs shared by every kernel of one call."""
 
     def __init__(self, meta, q, v, chunk_size, scale, use_h0, use_ht, v_split=None):
+        self.variant, self.device = meta["variant"], q.device
         self.B, self.T, HQK, self.K = q.shape
         self.H, self.V = v.shape[2], v.shape[-1]          # q and k may have fewer heads (GQA)
         split = meta["v_split"] if v_split is None else v_split
@@ -72,8 +72,16 @@ class Launch:
             ACC=tl.float64 if q.dtype == torch.float64 else tl.float32)
 
 
-    def run(self, kernel, grid, pointers, num_stages=1):
-        kernel[grid](*pointers, **self.consts, num_warps=NUM_WARPS, num_stages=num_stages)
+    def run(self, kernel, grid, pointers):
+        """Launch with the kernel's tuned config (runtime/tuning.py; the first candidate off the GPU)."""
+        name = kernel.__name__
+        launch = lambda cfg: kernel[grid](*pointers, **self.consts, num_warps=cfg[0], num_stages=cfg[1])
+        if self.device.type != "cuda":
+            return launch(tuning.forced_configs(os.environ.get("FLEXLA_KERNEL_CONFIG", "")).get(
+                name, tuning.candidates(name, self.consts)[0]))
+        key = "|".join([torch.cuda.get_device_name(self.device), triton.__version__, kernel.fn.__module__, name,
+                        tuning.bucket(name, self.consts, grid)])
+        launch(tuning.choose(name, key, launch, self.consts, label=f"{self.variant} "))
 
 
 # (variant, pass, module key, K, V, dtype, device) -> the chunk size whose kernels last fitted in shared memory

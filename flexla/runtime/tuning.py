@@ -1,0 +1,146 @@
+"""Launch configs per kernel (num_warps x num_stages): searched once on the device, kept on disk.
+
+The space is small, pruned to what can pay off (measured per kernel on an H200, see
+docs/performance.md):
+- kernels that walk the chunks in a loop (the state scans, the fused schedule) can overlap the next
+  chunk's loads with this chunk's work: 1 or 3 pipeline stages, 4 warps;
+- per-chunk kernels have no loop over memory; 8 warps give each thread half the registers' worth
+  of the same tiles (the gradient kernels spill at 4): 4 or 8 warps, one stage, 8 only where the
+  K and V tiles are 64 wide or more (on small tiles nothing spills, and HGRN's 16-wide tiles
+  crashed with an illegal address at 8 warps on the H200).
+(Narrower V slices for the scans were tried as a third candidate and dropped: KDA's kernels
+crashed with V slices of 32, not yet explained.)
+Each candidate runs on the call's own buffers (a kernel only writes its outputs, so running it
+again is harmless) and is timed with CUDA events. The fastest is kept per device, Triton version,
+module, kernel and shape bucket (head dims, dtype, tile sizes, powers of two of the program and
+chunk counts) in <cache dir>/tuning.json, so a new sequence length in the same bucket does not
+tune again.
+
+FLEXLA_TUNE=0 turns the search off (first candidate), FLEXLA_TUNE=compile compiles every candidate
+without timing (for processes that share the GPU, e.g. the benchmark's compile children);
+FLEXLA_KERNEL_CONFIG="bwd_grads=8x1,..." forces configs (experiments).
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import triton
+from triton.runtime.errors import OutOfResources
+
+from ..codegen import cache
+
+LOOPING = {"chunk_states", "bwd_states", "fused_fwd", "bwd"}
+LOOP_CANDIDATES = [(4, 1), (4, 3)]
+PER_CHUNK_CANDIDATES = [(4, 1), (8, 1)]
+_TABLE: dict | None = None
+
+
+def forced_configs(spec: str) -> dict:
+    """"chunk_states=4x3,bwd_grads=8x1" -> {kernel: (num_warps, num_stages)}."""
+    out = {}
+    for item in filter(None, spec.split(",")):
+        name, cfg = item.split("=")
+        out[name.strip()] = tuple(int(x) for x in cfg.split("x"))
+    return out
+
+
+def candidates(kernel_name: str, consts: dict) -> list[tuple]:
+    if kernel_name in LOOPING:
+        return LOOP_CANDIDATES
+    return PER_CHUNK_CANDIDATES if min(consts["BK"], consts["BV"]) >= 64 else PER_CHUNK_CANDIDATES[:1]
+
+
+def bucket(kernel_name: str, consts: dict, grid) -> str:
+    """What a kernel's best config depends on; sequence lengths within a power of two share one."""
+    programs = 1
+    for g in grid:
+        programs *= g
+    pow2 = lambda n: triton.next_power_of_2(max(int(n), 1))
+    parts = [consts[k] for k in ("K", "V", "BC", "BK", "BV", "DOT_DTYPE")] + [pow2(programs)]
+    if kernel_name in LOOPING:
+        parts.append(pow2(consts["NT"]))
+    return "/".join(map(str, parts))
+
+
+def _table_path():
+    return cache.cache_dir() / "tuning.json"
+
+
+def _table() -> dict:
+    global _TABLE
+    if _TABLE is None:
+        try:
+            _TABLE = json.loads(_table_path().read_text())
+        except (OSError, ValueError):
+            _TABLE = {}
+    return _TABLE
+
+
+def _remember(key: str, cfg: tuple) -> None:
+    table = _table()
+    try:     # merge with what other processes wrote meanwhile
+        table.update({k: v for k, v in json.loads(_table_path().read_text()).items() if k not in table})
+    except (OSError, ValueError):
+        pass
+    table[key] = list(cfg)
+    cache.write_atomically(_table_path(), json.dumps(table, indent=0, sort_keys=True))
+
+
+def cuda_time(run, reps: int = 3) -> float:
+    """Milliseconds per run, after one untimed run (which compiles)."""
+    import torch
+    run()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(reps):
+        run()
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end) / reps
+
+
+def choose(name: str, key: str, launch, consts: dict, timer=cuda_time, label: str = "") -> tuple:
+    """The config to launch kernel `name` with: forced, remembered, or searched now.
+    launch(cfg) runs the kernel once with cfg; timer(fn) times fn on the device."""
+    forced = forced_configs(os.environ.get("FLEXLA_KERNEL_CONFIG", ""))
+    if name in forced:
+        return forced[name]
+    cands = candidates(name, consts)
+    mode = os.environ.get("FLEXLA_TUNE", "1")
+    if mode == "0":
+        return cands[0]
+    if mode == "compile":       # compile every candidate, choose none (a later quiet process times them)
+        fitting = [cfg for cfg in cands if _fits(launch, cfg)]
+        return fitting[0] if fitting else cands[0]
+    if key in _table():
+        return tuple(_table()[key])
+    times, last_error = {}, None
+    for cfg in cands:
+        try:
+            times[cfg] = timer(lambda: launch(cfg))
+        except OutOfResources as e:      # this config does not fit; another may
+            last_error = e
+    if not times:
+        raise last_error
+    best = min(times, key=times.get)
+    name_of = lambda cfg: "x".join(map(str, cfg))
+    print(f"flexla: tuned {label}{name}: " + ", ".join(f"{name_of(c)} {t:.3f} ms" for c, t in times.items())
+          + f" -> {name_of(best)} (warps x stages)", file=sys.stderr)
+    _remember(key, best)
+    return best
+
+
+def _fits(launch, cfg) -> bool:
+    try:
+        launch(cfg)
+        return True
+    except OutOfResources:
+        return False
+
+
+def reset() -> None:
+    """Forget the table read from disk (tests)."""
+    global _TABLE
+    _TABLE = None

@@ -1,0 +1,87 @@
+"""Per-kernel launch configs (runtime/tuning.py): the fastest candidate wins, a config that does not
+fit is skipped, the choice is kept on disk per shape bucket, and the knobs override it. The timer is
+a stand-in here (the search only runs on a GPU)."""
+import json
+
+import pytest
+from triton.runtime.errors import OutOfResources
+
+from flexla.runtime import tuning
+
+CONSTS = dict(K=128, V=128, BC=64, BK=128, BV=64, DOT_DTYPE="bf16", NT=32)
+
+
+@pytest.fixture(autouse=True)
+def fresh_table(tmp_path, monkeypatch):
+    monkeypatch.setenv("FLEXLA_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("FLEXLA_KERNEL_CONFIG", raising=False)
+    monkeypatch.delenv("FLEXLA_TUNE", raising=False)
+    tuning.reset()
+    yield
+    tuning.reset()
+
+
+def fake_timer(ms_by_config, runs):
+    """A timer that runs the launch once and reports the time given for its config."""
+    def timer(fn):
+        fn()
+        return ms_by_config[runs[-1]]
+    return timer
+
+
+def test_fastest_candidate_is_chosen_and_kept_on_disk(tmp_path, capsys):
+    runs = []
+    timer = fake_timer({(4, 1): 2.0, (8, 1): 1.0}, runs)
+    assert tuning.choose("bwd_grads", "key", runs.append, CONSTS, timer) == (8, 1)
+    assert runs == [(4, 1), (8, 1)]
+    assert "tuned bwd_grads" in capsys.readouterr().err
+    assert json.loads((tmp_path / "tuning.json").read_text()) == {"key": [8, 1]}
+    tuning.reset()                                   # a new process: read back, not timed again
+    assert tuning.choose("bwd_grads", "key", runs.append, CONSTS, timer) == (8, 1)
+    assert len(runs) == 2
+
+
+def test_scans_search_pipeline_stages():
+    runs = []
+    assert tuning.choose("chunk_states", "k2", runs.append, CONSTS, fake_timer({(4, 1): 1.0, (4, 3): 0.5}, runs)) == (4, 3)
+    assert runs == [(4, 1), (4, 3)]
+
+
+def test_a_config_that_does_not_fit_is_skipped():
+    def launch(cfg):
+        if cfg == (8, 1):
+            raise OutOfResources(300_000, 232_448, "shared memory")
+    assert tuning.choose("bwd_grads", "k3", launch, CONSTS, lambda fn: fn() or 1.0) == (4, 1)
+
+
+def test_no_config_fits_raises_for_the_smaller_chunk_fallback():
+    def launch(cfg):
+        raise OutOfResources(300_000, 232_448, "shared memory")
+    with pytest.raises(OutOfResources):
+        tuning.choose("bwd_grads", "k4", launch, CONSTS, lambda fn: fn() or 1.0)
+
+
+def test_knobs(monkeypatch):
+    monkeypatch.setenv("FLEXLA_KERNEL_CONFIG", "bwd_grads=8x2, chunk_output=2x1")
+    assert tuning.choose("bwd_grads", "k5", None, CONSTS) == (8, 2)
+    monkeypatch.setenv("FLEXLA_KERNEL_CONFIG", "")
+    monkeypatch.setenv("FLEXLA_TUNE", "0")
+    assert tuning.choose("bwd_grads", "k5", None, CONSTS) == tuning.PER_CHUNK_CANDIDATES[0]
+    runs = []
+    monkeypatch.setenv("FLEXLA_TUNE", "compile")     # every candidate compiled (run once), none timed
+    assert tuning.choose("bwd_grads", "k5", runs.append, CONSTS, timer=None) == tuning.PER_CHUNK_CANDIDATES[0]
+    assert runs == tuning.PER_CHUNK_CANDIDATES
+
+
+def test_sequence_lengths_within_a_power_of_two_share_a_bucket():
+    grid = lambda NT: (NT, 1, 128)
+    at = lambda NT: tuning.bucket("bwd_grads", dict(CONSTS, NT=NT), grid(NT))
+    assert at(20) == at(32) != at(33)
+    scan = lambda NT: tuning.bucket("chunk_states", dict(CONSTS, NT=NT), (2, 128))
+    assert scan(17) == scan(32) != scan(64)
+    assert tuning.bucket("bwd_grads", dict(CONSTS, K=64), grid(32)) != at(32)
+
+
+def test_small_tiles_keep_four_warps():
+    assert tuning.candidates("bwd_grads", dict(CONSTS, BK=16, BV=16)) == [(4, 1)]
+    assert tuning.candidates("bwd_grads", CONSTS) == [(4, 1), (8, 1)]
