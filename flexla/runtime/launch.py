@@ -1,6 +1,7 @@
 """Launching a compiled module's kernels: buffers, grids, constexprs, schedule choice."""
 from __future__ import annotations
 
+import functools
 import os
 import sys
 
@@ -29,10 +30,18 @@ def _empty(*shape, dtype, device):
     return x.fill_(float("nan")) if poison() else x
 
 
+@functools.lru_cache(maxsize=None)
+def _properties(device):
+    """Cached: torch builds a new properties object per call, tens of microseconds on every launch."""
+    return torch.cuda.get_device_properties(device)
+
+
 def sm_count(device) -> int:
-    if device.type == "cuda":
-        return torch.cuda.get_device_properties(device).multi_processor_count
-    return 1
+    return _properties(device).multi_processor_count if device.type == "cuda" else 1
+
+
+def device_name(device) -> str:
+    return _properties(device).name
 
 
 def state_sizes(tile, K: int, V: int) -> tuple:
@@ -79,7 +88,7 @@ class Launch:
         if self.device.type != "cuda":
             return launch(tuning.forced_configs(os.environ.get("FLEXLA_KERNEL_CONFIG", "")).get(
                 name, tuning.candidates(name, self.consts)[0]))
-        key = "|".join([torch.cuda.get_device_name(self.device), triton.__version__, kernel.fn.__module__, name,
+        key = "|".join([device_name(self.device), triton.__version__, kernel.fn.__module__, name,
                         tuning.bucket(name, self.consts, grid)])
         launch(tuning.choose(name, key, launch, self.consts, label=f"{self.variant} "))
 
