@@ -8,7 +8,6 @@ B == 1) is accepted and runs one launch per sequence.
 """
 from __future__ import annotations
 
-import math
 
 import torch
 
@@ -86,7 +85,8 @@ def _key_sums(k, z0, cu_seqlens):
 def chunk_retention(q, k, v, scale=None, initial_state=None, output_final_state=False, cu_seqlens=None):
     """RetNet retention: head h decays by gamma_h = 1 - 2^(-5-h) per step."""
     H = q.shape[2]
-    log_gamma = torch.tensor([math.log(1 - 2.0 ** (-5.0 - h)) for h in range(H)], device=q.device)
+    # computed on the device: a host tensor copied per call would make every call wait for the GPU
+    log_gamma = torch.log1p(-torch.exp2(-5.0 - torch.arange(H, device=q.device, dtype=torch.float32)))
     return _run(Retention, q, k, v, [log_gamma], scale, initial_state, output_final_state, cu_seqlens)
 
 

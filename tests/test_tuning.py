@@ -85,3 +85,12 @@ def test_sequence_lengths_within_a_power_of_two_share_a_bucket():
 def test_small_tiles_keep_four_warps():
     assert tuning.candidates("bwd_grads", dict(CONSTS, BK=16, BV=16)) == [(4, 1)]
     assert tuning.candidates("bwd_grads", CONSTS) == [(4, 1), (8, 1)]
+
+
+def test_search_over_plain_values_keeps_them_plain(tmp_path):
+    """The backward's chunk size is searched the same way: ints stay ints on disk and back."""
+    runs = []
+    assert tuning.search("k8", [64, 32], runs.append, fake_timer({64: 2.0, 32: 1.0}, runs)) == 32
+    tuning.reset()
+    assert tuning.search("k8", [64, 32], None) == 32
+    assert tuning.pass_bucket(128, 128, "bf16", 128, 20) == tuning.pass_bucket(128, 128, "bf16", 128, 32)

@@ -195,10 +195,21 @@ def scan_states(compiled, q, v, chunk_size, scale, L: Launch, ptrs, staged: bool
 
 
 def backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_token, schedule=None):
-    """Gradients of q, k, v, each extra and the initial states, at a chunk size that fits (the
-    backward recomputes the states, so its chunk need not be the forward's)."""
-    return with_fitting_chunk(lambda c: _backward(compiled, q, k, v, extras, scale, h0s, do, dhts, c, per_token,
-                                                  schedule), fit_key(compiled, "backward", q, v), chunk_size)
+    """Gradients of q, k, v, each extra and the initial states. The backward recomputes its states,
+    so its chunk need not be the forward's: on the GPU the variant's chunk and half of it are timed
+    on the first call per shape bucket (runtime/tuning.py), and a chunk that does not fit in shared
+    memory is halved. FLEXLA_BACKWARD_CHUNK caps it (experiments)."""
+    def at(chunk):
+        return with_fitting_chunk(lambda c: _backward(compiled, q, k, v, extras, scale, h0s, do, dhts, c, per_token,
+                                                      schedule), fit_key(compiled, "backward", q, v), chunk)
+    cap = os.environ.get("FLEXLA_BACKWARD_CHUNK")
+    if cap or q.device.type != "cuda" or chunk_size < 32:
+        return at(min(chunk_size, int(cap or chunk_size)))
+    B, T, H = v.shape[:3]
+    key = "|".join([device_name(q.device), triton.__version__, compiled.key, "backward chunk",
+                    tuning.pass_bucket(q.shape[-1], v.shape[-1], q.dtype, B * H, triton.cdiv(T, chunk_size))])
+    return at(tuning.search(key, [chunk_size, chunk_size // 2], at, what=f"{compiled.meta['variant']} backward",
+                            unit="chunk"))
 
 
 def _backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_token, schedule):

@@ -1,4 +1,5 @@
-"""Launch configs per kernel (num_warps x num_stages): searched once on the device, kept on disk.
+"""Launch configs per kernel (num_warps x num_stages), and the backward's chunk size: searched once
+on the device, kept on disk.
 
 The space is small, pruned to what can pay off (measured per kernel on an H200, see
 docs/performance.md):
@@ -8,6 +9,10 @@ docs/performance.md):
   of the same tiles (the gradient kernels spill at 4): 4 or 8 warps, one stage, 8 only where the
   K and V tiles are 64 wide or more (on small tiles nothing spills, and HGRN's 16-wide tiles
   crashed with an illegal address at 8 warps on the H200).
+The backward's chunk may differ from the forward's (it recomputes its states): C or C/2 is timed
+over the whole backward pass. Smaller chunks shrink the per-chunk gradient kernel's tiles, which
+spill at C = 64 for the gated and delta ops (measured: GLA 6.0 -> 4.3 ms, KDA 15.6 -> 11.8 ms) and
+cost more state traffic for the simple ones (retention 1.4 -> 2.1 ms).
 (Narrower V slices for the scans were tried as a third candidate and dropped: KDA's kernels
 crashed with V slices of 32, not yet explained.)
 Each candidate runs on the call's own buffers (a kernel only writes its outputs, so running it
@@ -78,13 +83,13 @@ def _table() -> dict:
     return _TABLE
 
 
-def _remember(key: str, cfg: tuple) -> None:
+def _remember(key: str, cfg) -> None:
     table = _table()
     try:     # merge with what other processes wrote meanwhile
         table.update({k: v for k, v in json.loads(_table_path().read_text()).items() if k not in table})
     except (OSError, ValueError):
         pass
-    table[key] = list(cfg)
+    table[key] = list(cfg) if isinstance(cfg, tuple) else cfg
     cache.write_atomically(_table_path(), json.dumps(table, indent=0, sort_keys=True))
 
 
@@ -107,29 +112,40 @@ def choose(name: str, key: str, launch, consts: dict, timer=cuda_time, label: st
     forced = forced_configs(os.environ.get("FLEXLA_KERNEL_CONFIG", ""))
     if name in forced:
         return forced[name]
-    cands = candidates(name, consts)
+    return search(key, candidates(name, consts), launch, timer, f"{label}{name}", "warps x stages")
+
+
+def search(key: str, cands: list, run, timer=cuda_time, what: str = "", unit: str = ""):
+    """The candidate for which run(candidate) is fastest: remembered under key, or timed now."""
     mode = os.environ.get("FLEXLA_TUNE", "1")
     if mode == "0":
         return cands[0]
     if mode == "compile":       # compile every candidate, choose none (a later quiet process times them)
-        fitting = [cfg for cfg in cands if _fits(launch, cfg)]
+        fitting = [c for c in cands if _fits(run, c)]
         return fitting[0] if fitting else cands[0]
     if key in _table():
-        return tuple(_table()[key])
+        found = _table()[key]
+        return tuple(found) if isinstance(found, list) else found
     times, last_error = {}, None
-    for cfg in cands:
+    for c in cands:
         try:
-            times[cfg] = timer(lambda: launch(cfg))
-        except OutOfResources as e:      # this config does not fit; another may
+            times[c] = timer(lambda: run(c))
+        except OutOfResources as e:      # this candidate does not fit; another may
             last_error = e
     if not times:
         raise last_error
     best = min(times, key=times.get)
-    name_of = lambda cfg: "x".join(map(str, cfg))
-    print(f"flexla: tuned {label}{name}: " + ", ".join(f"{name_of(c)} {t:.3f} ms" for c, t in times.items())
-          + f" -> {name_of(best)} (warps x stages)", file=sys.stderr)
+    name_of = lambda c: "x".join(map(str, c)) if isinstance(c, tuple) else str(c)
+    print(f"flexla: tuned {what}: " + ", ".join(f"{name_of(c)} {t:.3f} ms" for c, t in times.items())
+          + f" -> {name_of(best)} ({unit})", file=sys.stderr)
     _remember(key, best)
     return best
+
+
+def pass_bucket(K: int, V: int, dtype, BH: int, NT: int) -> str:
+    """A whole pass's bucket (its chunk size): head dims, dtype, powers of two of B*H and chunks."""
+    pow2 = lambda n: triton.next_power_of_2(max(int(n), 1))
+    return f"{K}/{V}/{dtype}/{pow2(BH)}/{pow2(NT)}"
 
 
 def _fits(launch, cfg) -> bool:
