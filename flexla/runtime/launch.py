@@ -203,9 +203,12 @@ def backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_to
         return with_fitting_chunk(lambda c: _backward(compiled, q, k, v, extras, scale, h0s, do, dhts, c, per_token,
                                                       schedule), fit_key(compiled, "backward", q, v), chunk)
     cap = os.environ.get("FLEXLA_BACKWARD_CHUNK")
-    if cap or q.device.type != "cuda" or chunk_size < 32:
-        return at(min(chunk_size, int(cap or chunk_size)))
     B, T, H = v.shape[:3]
+    # only the chunk-parallel backward: the fused one at chunk 32 gave wrong dk for the delta rules
+    # and KDA on an H200 (right under the CPU interpreter; not yet understood, docs/performance.md)
+    fused = choose_schedule(B, H, triton.cdiv(T, chunk_size), 1, sm_count(q.device), schedule) == "fused"
+    if cap or q.device.type != "cuda" or chunk_size < 32 or fused:
+        return at(min(chunk_size, int(cap or chunk_size)))
     key = "|".join([device_name(q.device), triton.__version__, compiled.key, "backward chunk",
                     tuning.pass_bucket(q.shape[-1], v.shape[-1], q.dtype, B * H, triton.cdiv(T, chunk_size))])
     return at(tuning.search(key, [chunk_size, chunk_size // 2], at, what=f"{compiled.meta['variant']} backward",
