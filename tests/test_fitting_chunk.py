@@ -55,3 +55,12 @@ def test_out_of_resources_at_the_smallest_chunk_is_raised(monkeypatch):
     except OutOfResources:
         return
     raise AssertionError("OutOfResources at chunk 16 must reach the caller")
+
+
+def test_the_fitting_chunk_is_remembered_per_asked_for_chunk(monkeypatch):
+    """The backward's chunk search asks for 64 and then 32: a later call asking for 64 must get 64."""
+    monkeypatch.setattr(launch, "_FITTING_CHUNK", {})
+    ran = []
+    for asked in (64, 32, 64):
+        launch.with_fitting_chunk(ran.append, ("V", "backward"), asked)
+    assert ran == [64, 32, 64]

@@ -93,7 +93,7 @@ class Launch:
         launch(tuning.choose(name, key, launch, self.consts, label=f"{self.variant} "))
 
 
-# (variant, pass, module key, K, V, dtype, device) -> the chunk size whose kernels last fitted in shared memory
+# (variant, pass, module key, K, V, dtype, device, asked-for chunk) -> the chunk whose kernels last fitted
 _FITTING_CHUNK: dict = {}
 
 
@@ -102,7 +102,9 @@ def with_fitting_chunk(run, key, chunk_size):
     shared memory. Triton only knows a kernel's footprint once compiled for the device (e.g. KDA's
     backward at K = V = 128 needs 272 KB at chunk 64, over an H200's 227 KB), so a launch that does
     not fit is retried at half the chunk: the result is the same, only the tiling changes. The chunk
-    that fitted is remembered per key, so later calls go straight to it."""
+    that fitted is remembered per key and asked-for chunk (the backward asks for two when it
+    searches its chunk), so later calls go straight to it."""
+    key = (*key, chunk_size)
     chunk = min(chunk_size, _FITTING_CHUNK.get(key, chunk_size))
     while True:
         try:
