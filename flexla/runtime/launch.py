@@ -206,8 +206,7 @@ def backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_to
                                                       schedule), fit_key(compiled, "backward", q, v), chunk)
     cap = os.environ.get("FLEXLA_BACKWARD_CHUNK")
     B, T, H = v.shape[:3]
-    # only the chunk-parallel backward: the fused one at chunk 32 gave wrong dk for the delta rules
-    # and KDA on an H200 (right under the CPU interpreter; not yet understood, docs/performance.md)
+    # the search compares chunks of the chunk-parallel backward; a fused one keeps the variant's chunk
     fused = choose_schedule(B, H, triton.cdiv(T, chunk_size), 1, sm_count(q.device), schedule) == "fused"
     if cap or q.device.type != "cuda" or chunk_size < 32 or fused:
         return at(min(chunk_size, int(cap or chunk_size)))
@@ -228,6 +227,13 @@ def _backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_t
     size = lambda tile: state_sizes(tile, L.K, L.V)
     tiles = compiled.meta["states"]
     sched = choose_schedule(B, H, NT, 1, sm_count(q.device), schedule)
+    if sched == "fused" and chunk_size < 64 and q.device.type == "cuda":
+        # the fused backward below chunk 64 gave wrong dk for the delta rules and KDA on an H200
+        # (right under the interpreter; not yet understood): the chunk-parallel one instead
+        if schedule == "fused":
+            print(f"flexla: {compiled.meta['variant']}: fused backward at chunk {chunk_size} is not trusted on "
+                  "the GPU yet; running the chunk-parallel backward", file=sys.stderr)
+        sched = "chunk"
     G = H // q.shape[2]         # heads sharing one q/k head: per-head gradients, summed below
     dq = _empty(L.B, L.T, H, L.K, dtype=q.dtype if G == 1 else state_dtype(q), device=q.device)
     dk = _empty(L.B, L.T, H, L.K, dtype=k.dtype if G == 1 else state_dtype(q), device=k.device)
