@@ -27,10 +27,15 @@ SCALARS = {"scale": "fp32", "T": "i32", "H": "i32", "G": "i32", "NT": "i32"}
 SHARED_LIMIT = 232448       # bytes of shared memory per block on an H100 / H200
 
 
-def constants(split: bool, chunk: int) -> dict:
-    return dict(K=KDIM, V=VDIM, BC=chunk, BK=KDIM, BV=VDIM // 2 if split else VDIM, MASK_C=TAIL, MASK_K=False, MASK_V=False,
-                USE_H0=True, USE_HT=True, DOT_DTYPE=tl.bfloat16, DOT_PRECISION="tf32", EXP_DTYPE=tl.bfloat16,
-                ACC=tl.float32)
+# flags: --chunk, --warps, --stages, --k, --v, --arch (80 compiles for Ampere), --tail=1 (a partial
+# last chunk, MASK_C, as when T % chunk != 0)
+DEFAULTS = dict(chunk=64, warps=4, stages=1, k=128, v=128, arch=90, tail=0)
+
+
+def constants(split: bool, o: dict) -> dict:
+    return dict(K=o["k"], V=o["v"], BC=o["chunk"], BK=o["k"], BV=o["v"] // 2 if split else o["v"],
+                MASK_C=bool(o["tail"]), MASK_K=False, MASK_V=False, USE_H0=True, USE_HT=True,
+                DOT_DTYPE=tl.bfloat16, DOT_PRECISION="tf32", EXP_DTYPE=tl.bfloat16, ACC=tl.float32)
 
 
 def splits_v(name: str, meta: dict) -> bool:
@@ -40,20 +45,21 @@ def splits_v(name: str, meta: dict) -> bool:
     return meta["bwd_v_split"] if name == "bwd_states" else meta["v_split"]
 
 
-def registers(ptx: str) -> str:
+def registers(ptx: str, arch: int) -> str:
     """ptxas's register count and spill bytes per thread for one kernel (`ptxas -v`)."""
     from triton.backends.nvidia.compiler import get_ptxas
     with tempfile.NamedTemporaryFile("w", suffix=".ptx") as f:
         f.write(ptx)
         f.flush()
-        err = subprocess.run([get_ptxas(90).path, "-v", f"--gpu-name=sm_{ARCH}{'a' if ARCH == 90 else ''}", f.name, "-o", "/dev/null"],
+        gpu = f"sm_{arch}{'a' if arch == 90 else ''}"
+        err = subprocess.run([get_ptxas(arch).path, "-v", f"--gpu-name={gpu}", f.name, "-o", "/dev/null"],
                              capture_output=True, text=True).stderr
     regs = re.search(r"Used (\d+) registers", err)
     spill = re.search(r"(\d+) bytes spill stores", err)
     return f"regs {regs.group(1) if regs else '?':>3s}  spills {spill.group(1) if spill else '?':>5s} B"
 
 
-def compile_module(path: str, chunk: int) -> int:
+def compile_module(path: str, o: dict) -> int:
     spec = importlib.util.spec_from_file_location("generated", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
@@ -61,7 +67,7 @@ def compile_module(path: str, chunk: int) -> int:
     for name, fn in vars(mod).items():
         if not isinstance(fn, triton.runtime.JITFunction) or name.startswith("_"):
             continue
-        consts = constants(splits_v(name, mod.META), chunk)
+        consts = constants(splits_v(name, mod.META), o)
         sig = {a: "constexpr" if a in consts else SCALARS.get(a, "*fp32" if a.startswith(("h", "dh")) else "*bf16")
                for a in fn.arg_names}
         t0 = time.time()
@@ -70,24 +76,19 @@ def compile_module(path: str, chunk: int) -> int:
             attrs = {(i,): [["tt.divisibility", 16]] for i, a in enumerate(fn.arg_names)
                      if sig[a].startswith("*") or a in ("T", "NT")}
             k = triton.compile(ASTSource(fn, sig, {a: consts[a] for a in fn.arg_names if a in consts}, attrs),
-                               target=GPUTarget("cuda", ARCH, 32), options=dict(num_warps=WARPS, num_stages=STAGES))
+                               target=GPUTarget("cuda", o["arch"], 32),
+                               options=dict(num_warps=o["warps"], num_stages=o["stages"]))
             shared = k.metadata.shared
             fits = "ok  " if shared <= SHARED_LIMIT else "BIG "   # the launcher then halves the chunk
             print(f"{fits}  {name:16s} {time.time() - t0:5.1f}s  shared {shared / 1024:6.1f} KB  BV {consts['BV']}  "
-                  f"{registers(k.asm['ptx'])}  {path}")
+                  f"{registers(k.asm['ptx'], o['arch'])}  {path}")
         except Exception as e:  # noqa: BLE001
             failures += 1
             print(f"FAIL  {name:16s} {path}\n{str(e)[:3000]}")
     return failures
 
 
-WARPS, STAGES, KDIM, VDIM, ARCH, TAIL = 4, 1, 128, 128, 90, False
-
 if __name__ == "__main__":
-    flags = dict(a[2:].split("=") for a in sys.argv[1:] if a.startswith("--"))
-    chunk = int(flags.get("chunk", 64))
-    WARPS, STAGES = int(flags.get("warps", WARPS)), int(flags.get("stages", STAGES))
-    KDIM, VDIM, ARCH = int(flags.get("k", KDIM)), int(flags.get("v", VDIM)), int(flags.get("arch", ARCH))
-    TAIL = flags.get("tail", "0") == "1"   # a partial last chunk (MASK_C), as when T % chunk != 0
+    opts = dict(DEFAULTS, **{a[2:].split("=")[0]: int(a.split("=")[1]) for a in sys.argv[1:] if a.startswith("--")})
     paths = [p for p in sys.argv[1:] if not p.startswith("--")]
-    sys.exit(1 if sum(compile_module(p, chunk) for p in paths) else 0)
+    sys.exit(1 if sum(compile_module(p, opts) for p in paths) else 0)

@@ -94,3 +94,9 @@ def test_search_over_plain_values_keeps_them_plain(tmp_path):
     tuning.reset()
     assert tuning.search("k8", [64, 32], None) == 32
     assert tuning.pass_bucket(128, 128, "bf16", 128, 20) == tuning.pass_bucket(128, 128, "bf16", 128, 32)
+
+
+def test_without_a_device_to_time_on_the_first_candidate_runs_untimed():
+    runs = []
+    assert tuning.choose("bwd_grads", None, runs.append, CONSTS, timer=None) == (4, 1)
+    assert runs == []

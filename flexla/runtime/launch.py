@@ -85,11 +85,9 @@ class Launch:
         """Launch with the kernel's tuned config (runtime/tuning.py; the first candidate off the GPU)."""
         name = kernel.__name__
         launch = lambda cfg: kernel[grid](*pointers, **self.consts, num_warps=cfg[0], num_stages=cfg[1])
-        if self.device.type != "cuda":
-            return launch(tuning.forced_configs(os.environ.get("FLEXLA_KERNEL_CONFIG", "")).get(
-                name, tuning.candidates(name, self.consts)[0]))
-        key = "|".join([device_name(self.device), triton.__version__, kernel.fn.__module__, name,
-                        tuning.bucket(name, self.consts, grid)])
+        key = None if self.device.type != "cuda" else "|".join(
+            [device_name(self.device), triton.__version__, kernel.fn.__module__, name,
+             tuning.bucket(name, self.consts, grid)])
         launch(tuning.choose(name, key, launch, self.consts, label=f"{self.variant} "))
 
 

@@ -31,6 +31,7 @@ import json
 import os
 import sys
 
+import torch
 import triton
 from triton.runtime.errors import OutOfResources
 
@@ -57,15 +58,18 @@ def candidates(kernel_name: str, consts: dict) -> list[tuple]:
     return PER_CHUNK_CANDIDATES if min(consts["BK"], consts["BV"]) >= 64 else PER_CHUNK_CANDIDATES[:1]
 
 
+def _pow2(n) -> int:
+    return triton.next_power_of_2(max(int(n), 1))
+
+
 def bucket(kernel_name: str, consts: dict, grid) -> str:
     """What a kernel's best config depends on; sequence lengths within a power of two share one."""
     programs = 1
     for g in grid:
         programs *= g
-    pow2 = lambda n: triton.next_power_of_2(max(int(n), 1))
-    parts = [consts[k] for k in ("K", "V", "BC", "BK", "BV", "DOT_DTYPE")] + [pow2(programs)]
+    parts = [consts[k] for k in ("K", "V", "BC", "BK", "BV", "DOT_DTYPE")] + [_pow2(programs)]
     if kernel_name in LOOPING:
-        parts.append(pow2(consts["NT"]))
+        parts.append(_pow2(consts["NT"]))
     return "/".join(map(str, parts))
 
 
@@ -95,7 +99,6 @@ def _remember(key: str, cfg) -> None:
 
 def cuda_time(run, reps: int = 3) -> float:
     """Milliseconds per run, after one untimed run (which compiles)."""
-    import torch
     run()
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     start.record()
@@ -106,19 +109,21 @@ def cuda_time(run, reps: int = 3) -> float:
     return start.elapsed_time(end) / reps
 
 
-def choose(name: str, key: str, launch, consts: dict, timer=cuda_time, label: str = "") -> tuple:
-    """The config to launch kernel `name` with: forced, remembered, or searched now.
-    launch(cfg) runs the kernel once with cfg; timer(fn) times fn on the device."""
+def choose(name: str, key: str | None, launch, consts: dict, timer=cuda_time, label: str = "") -> tuple:
+    """The config to launch kernel `name` with: forced, remembered, or searched now (key None: no
+    device to time on, the first candidate). launch(cfg) runs the kernel once with cfg; timer(fn)
+    times fn on the device."""
     forced = forced_configs(os.environ.get("FLEXLA_KERNEL_CONFIG", ""))
     if name in forced:
         return forced[name]
     return search(key, candidates(name, consts), launch, timer, f"{label}{name}", "warps x stages")
 
 
-def search(key: str, cands: list, run, timer=cuda_time, what: str = "", unit: str = ""):
-    """The candidate for which run(candidate) is fastest: remembered under key, or timed now."""
+def search(key: str | None, cands: list, run, timer=cuda_time, what: str = "", unit: str = ""):
+    """The candidate for which run(candidate) is fastest: remembered under key, or timed now
+    (key None, or FLEXLA_TUNE=0: the first)."""
     mode = os.environ.get("FLEXLA_TUNE", "1")
-    if mode == "0":
+    if key is None or mode == "0":
         return cands[0]
     if mode == "compile":       # compile every candidate, choose none (a later quiet process times them)
         fitting = [c for c in cands if _fits(run, c)]
@@ -144,8 +149,7 @@ def search(key: str, cands: list, run, timer=cuda_time, what: str = "", unit: st
 
 def pass_bucket(K: int, V: int, dtype, BH: int, NT: int) -> str:
     """A whole pass's bucket (its chunk size): head dims, dtype, powers of two of B*H and chunks."""
-    pow2 = lambda n: triton.next_power_of_2(max(int(n), 1))
-    return f"{K}/{V}/{dtype}/{pow2(BH)}/{pow2(NT)}"
+    return f"{K}/{V}/{dtype}/{_pow2(BH)}/{_pow2(NT)}"
 
 
 def _fits(launch, cfg) -> bool:
