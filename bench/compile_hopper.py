@@ -84,7 +84,8 @@ def compile_module(path: str, o: dict) -> int:
                   f"{registers(k.asm['ptx'], o['arch'])}  {path}")
         except Exception as e:  # noqa: BLE001
             failures += 1
-            print(f"FAIL  {name:16s} {path}\n{str(e)[:3000]}")
+            cause = e.__cause__ or e.__context__
+            print(f"FAIL  {name:16s} {path}\n{str(e)[-1500:]}\ncaused by: {cause!r}"[:4000])
     return failures
 
 
