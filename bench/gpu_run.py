@@ -221,11 +221,20 @@ def correctness(device, dtype, shapes, tol, ops, peers):
     return ok, rows
 
 
+def _die_with_parent():
+    # a child left running after this process is killed (an outer `timeout`) would share the GPU
+    # with the timing that follows: have Linux kill it with its parent
+    import ctypes
+    import signal
+    ctypes.CDLL(None).prctl(1, signal.SIGKILL)                # PR_SET_PDEATHSIG
+
+
 def in_parallel(commands, jobs, timeout=None):
     """Run child processes `jobs` at a time (Triton compiles on the CPU, so side by side is faster)."""
     def run(cmd):
         try:
-            return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+            return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                                  preexec_fn=_die_with_parent if sys.platform == "linux" else None)
         except subprocess.TimeoutExpired as e:
             return subprocess.CompletedProcess(cmd, 124, (e.stdout or b"").decode(), "timed out")
     with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
