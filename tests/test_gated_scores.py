@@ -27,7 +27,9 @@ def test_gated_scores_definition_and_gradients():
 @pytest.mark.parametrize("gate", [-10.0, -3.0, -1e-4], ids=["g=-10", "g=-3", "g=0"])
 @pytest.mark.parametrize("schedule", ["fused", "chunk"])
 def test_gla_any_gate_strength(gate, schedule, rel):
-    """A 64-token chunk of per-key log gates near -10 used to overflow exp(-G) in fp32."""
+    """A 64-token chunk of per-key log gates near -10 used to overflow exp(-G) in fp32. The three
+    strengths take the helpers' three paths: near 0, one product through the chunk's middle row;
+    -3, 16-row blocks with one product inside each; -10, blocks with pairwise exponents inside."""
     check_gla(gate, schedule, 64, rel)
 
 
