@@ -4,9 +4,6 @@ from __future__ import annotations
 import hashlib
 import sys
 import time
-from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
 
 import torch
 import triton
@@ -14,13 +11,13 @@ import triton
 from .codegen import cache
 from .codegen.kernels import kernel_source
 from .codegen.render import render_module
+from .compiled import VERSION, Compiled, compiler_fingerprint, device_name, load_warm, warm_key
 from .frontend.affine import check_affine
 from .frontend.errors import CallbackError
 from .frontend.signature import Extra
 from .frontend.states import State, parse_states
 from .frontend.to_ir import to_ir
 from .frontend.size_independence import check_size_independent
-from .frontend.source_key import source_key
 from .frontend.trace import SECOND_SIZES, backward_step, forward_step, trace
 from .ir import C, K, V, Graph
 from .passes.partition import partition_backward, partition_forward
@@ -28,41 +25,8 @@ from .passes.pipeline import debug, run_passes
 from .passes.precision import read_as_dot_operand
 from .passes.tiling import v_split_blocker
 
-VERSION = "0.1.0"
 DEFAULT_STATES = parse_states("[K, V]")
 SYMBOLS = {"C": C, "K": K, "V": V}
-
-
-@dataclass
-class Compiled:
-    key: str
-    module: object
-    path: Path
-    meta: dict
-    from_cache: bool
-
-    @property
-    def source(self) -> str:
-        return self.path.read_text()
-
-
-@lru_cache(maxsize=1)
-def compiler_fingerprint() -> str:
-    """A hash of flexla's own compiler and templates (not the shipped variants)."""
-    root = Path(__file__).parent
-    h = hashlib.sha256(VERSION.encode())
-    for p in sorted(root.rglob("*")):
-        if p.suffix in (".py", ".jinja") and "variants" not in p.parts and "__pycache__" not in p.parts:
-            h.update(str(p.relative_to(root)).encode())
-            h.update(p.read_bytes())
-    return h.hexdigest()
-
-
-def device_name() -> str:
-    import os
-    if os.environ.get("TRITON_INTERPRET") == "1" or not torch.cuda.is_available():
-        return "interpreter"
-    return torch.cuda.get_device_name()
 
 
 def cache_key(name: str, extras: list[Extra], graphs: list[Graph]) -> str:
@@ -114,28 +78,16 @@ def staged_meta(staged: list[str], graph: Graph, readers: list) -> list[tuple]:
             for n in staged]
 
 
-def warm_key(name: str, extras: list[Extra], states: list[State], callbacks: dict) -> str | None:
-    """The key a warm process looks its module up by without tracing (None when the callbacks
-    reference something source_key cannot see into): the callbacks' contents in place of the
-    traced graphs, with everything else cache_key hashes."""
-    source = source_key(callbacks)
-    if source is None:
-        return None
-    h = hashlib.sha256(b"warm")
-    for part in (compiler_fingerprint(), triton.__version__, torch.__version__, device_name(), name,
-                 repr([(e.name, e.tile) for e in extras]), repr([(s.name, s.tile) for s in states]), source):
-        h.update(part.encode())
-    return h.hexdigest()[:32]
+
 
 
 def compile_variant(name: str, callbacks: dict, extras: list[Extra],
                     states: list[State] = DEFAULT_STATES) -> Compiled:
     start = time.perf_counter()
+    found = load_warm(name, callbacks, extras, states)
+    if found is not None:
+        return found
     warm = warm_key(name, extras, states, callbacks)
-    key = cache.read_alias(warm) if warm else None
-    module = cache.load(key) if key else None
-    if module is not None:
-        return Compiled(key, module, cache.path_for(key), module.META, True)
     fwd, bwd = build_graphs(name, callbacks, extras, states)
     key = cache_key(name, extras, [fwd, bwd])
     module = cache.load(key)

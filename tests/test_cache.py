@@ -149,3 +149,19 @@ def test_warm_key_gives_up_on_what_it_cannot_see(tmp_path, monkeypatch):
     cfg.decay = 0.25
     b = variant().compile([])
     assert a.key != b.key and not b.from_cache
+
+
+def test_warm_process_imports_no_compiler(tmp_path):
+    """A process that finds its module on disk loads and runs it without importing the compiler
+    (its IR pulls in sympy: half a second of every warm start)."""
+    code = textwrap.dedent("""
+        import sys, torch
+        import flexla.ops as fx
+        q = torch.randn(1, 20, 2, 16)
+        fx.chunk_simple_gla(q, q, q, -torch.rand(1, 20, 2))
+        print(sorted(m for m in ("sympy", "flexla.compiler", "flexla.ir") if m in sys.modules))
+    """)
+    env = {**os.environ, "FLEXLA_CACHE_DIR": str(tmp_path), "TRITON_INTERPRET": "1"}
+    run = lambda: subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert "flexla.compiler" in run().stdout          # cold: compiles
+    assert run().stdout.strip() == "[]"               # warm: nothing of the compiler

@@ -52,7 +52,7 @@ class Variant:
     # -- compilation -------------------------------------------------------------------------------
     def compile(self, extras: list[Extra] | None = None):
         """The compiled module for these extra roles (the declared ones by default)."""
-        from ..compiler import compile_variant
+        from ..compiled import load_warm
         if extras is None:
             missing = [n for n in self.extra_names if n not in self.declared]
             if missing:
@@ -61,7 +61,12 @@ class Variant:
             extras = [Extra(n, self.declared[n]) for n in self.extra_names]
         key = tuple(extras)
         if key not in self._compiled:
-            self._compiled[key] = compile_variant(self.name, self.callbacks, list(extras), self.states)
+            # a module on disk from an earlier process is found without importing the compiler
+            found = load_warm(self.name, self.callbacks, list(extras), self.states)
+            if found is None:
+                from ..compiler import compile_variant
+                found = compile_variant(self.name, self.callbacks, list(extras), self.states)
+            self._compiled[key] = found
         return self._compiled[key]
 
     def source(self) -> str:

@@ -1,4 +1,5 @@
-"""Tiling: whether the V axis can be split across programs, and block sizes.
+"""Tiling: whether the V axis can be split across programs (the block sizes of a launch follow
+from it at run time, `runtime/launch.py`).
 
 V is separable when no op mixes lanes along V: every tile with a V dim is only combined
 elementwise, transposed, reshaped, or multiplied by a matrix that does not contract over V. Then
@@ -6,8 +7,6 @@ programs that each own a slice of V compute exactly the slices of the whole resu
 kept whole inside a program.
 """
 from __future__ import annotations
-
-import triton
 
 from ..ir import V, Graph, Op
 from ..ir.ops import ELEMENTWISE
@@ -31,10 +30,3 @@ def tile(graph: Graph) -> Graph:
     blocker = v_split_blocker(graph)
     return graph.replace(v_split=blocker is None, v_split_blocker=blocker)
 
-
-def block_sizes(C: int, K: int, V: int, v_split: bool, max_bv: int = 64) -> dict:
-    BK = max(16, triton.next_power_of_2(K))
-    BV = max(16, triton.next_power_of_2(V))
-    if v_split:
-        BV = min(BV, max_bv)
-    return {"BC": C, "BK": BK, "BV": BV, "NV": triton.cdiv(V, BV)}

@@ -11,13 +11,22 @@ import triton.language as tl
 from triton.runtime.errors import OutOfResources
 
 from ..passes.schedule import choose_schedule
-from ..passes.tiling import block_sizes
 from . import tuning
 
 # FLEXLA_OUTPUT_V_SPLIT forces the output kernel's V split (output_launch), for experiments
 OUTPUT_V_SPLIT = os.environ.get("FLEXLA_OUTPUT_V_SPLIT", "auto")
 DOT_DTYPES = {torch.bfloat16: tl.bfloat16, torch.float16: tl.float16, torch.float32: tl.float32,
               torch.float64: tl.float64}
+
+
+def block_sizes(C: int, K: int, V: int, v_split: bool, max_bv: int = 64) -> dict:
+    """Tiles of a launch: K whole in a program, V whole or (where the compiler found V separable,
+    passes/tiling.py) in slices of at most max_bv."""
+    BK = max(16, triton.next_power_of_2(K))
+    BV = max(16, triton.next_power_of_2(V))
+    if v_split:
+        BV = min(BV, max_bv)
+    return {"BC": C, "BK": BK, "BV": BV, "NV": triton.cdiv(V, BV)}
 
 
 def poison() -> bool:
