@@ -65,9 +65,8 @@ def warm_key(name: str, extras: list[Extra], states: list[State], callbacks: dic
     return h.hexdigest()[:32]
 
 
-def load_warm(name: str, callbacks: dict, extras: list[Extra], states: list[State]) -> Compiled | None:
-    """The module a previous process compiled for these callbacks, or None (then compile)."""
-    warm = warm_key(name, extras, states, callbacks)
+def load_warm(warm: str | None) -> Compiled | None:
+    """The module a previous process compiled under this warm key, or None (then compile)."""
     key = cache.read_alias(warm) if warm else None
     module = cache.load(key) if key else None
     return None if module is None else Compiled(key, module, cache.path_for(key), module.META, True)

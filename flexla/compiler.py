@@ -11,7 +11,7 @@ import triton
 from .codegen import cache
 from .codegen.kernels import kernel_source
 from .codegen.render import render_module
-from .compiled import VERSION, Compiled, compiler_fingerprint, device_name, load_warm, warm_key
+from .compiled import VERSION, Compiled, compiler_fingerprint, device_name
 from .frontend.affine import check_affine
 from .frontend.errors import CallbackError
 from .frontend.signature import Extra
@@ -81,13 +81,12 @@ def staged_meta(staged: list[str], graph: Graph, readers: list) -> list[tuple]:
 
 
 
-def compile_variant(name: str, callbacks: dict, extras: list[Extra],
-                    states: list[State] = DEFAULT_STATES) -> Compiled:
+def compile_variant(name: str, callbacks: dict, extras: list[Extra], states: list[State] = DEFAULT_STATES,
+                    warm: str | None = None) -> Compiled:
+    """Trace, optimise and render (or find by its graphs' key) the module of these callbacks. The
+    caller has already looked for it under its warm key (compiled.load_warm); a module found or
+    built here is recorded under that key for the next process."""
     start = time.perf_counter()
-    found = load_warm(name, callbacks, extras, states)
-    if found is not None:
-        return found
-    warm = warm_key(name, extras, states, callbacks)
     fwd, bwd = build_graphs(name, callbacks, extras, states)
     key = cache_key(name, extras, [fwd, bwd])
     module = cache.load(key)

@@ -8,7 +8,6 @@ B == 1) is accepted and runs one launch per sequence.
 """
 from __future__ import annotations
 
-
 import torch
 
 from .variants.delta_rule import DeltaNet

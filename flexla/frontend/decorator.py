@@ -52,7 +52,7 @@ class Variant:
     # -- compilation -------------------------------------------------------------------------------
     def compile(self, extras: list[Extra] | None = None):
         """The compiled module for these extra roles (the declared ones by default)."""
-        from ..compiled import load_warm
+        from ..compiled import load_warm, warm_key
         if extras is None:
             missing = [n for n in self.extra_names if n not in self.declared]
             if missing:
@@ -62,10 +62,11 @@ class Variant:
         key = tuple(extras)
         if key not in self._compiled:
             # a module on disk from an earlier process is found without importing the compiler
-            found = load_warm(self.name, self.callbacks, list(extras), self.states)
+            warm = warm_key(self.name, list(extras), self.states, self.callbacks)
+            found = load_warm(warm)
             if found is None:
                 from ..compiler import compile_variant
-                found = compile_variant(self.name, self.callbacks, list(extras), self.states)
+                found = compile_variant(self.name, self.callbacks, list(extras), self.states, warm)
             self._compiled[key] = found
         return self._compiled[key]
 
