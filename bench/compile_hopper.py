@@ -40,7 +40,7 @@ def constants(split: bool, o: dict) -> dict:
 
 def splits_v(name: str, meta: dict) -> bool:
     """Whether the launcher splits V for this kernel (runtime/launch.py)."""
-    if name in ("bwd", "bwd_grads", "chunk_prep", "bwd_prep", "chunk_output"):   # output: at large grids
+    if name.startswith("bwd_grads") or name in ("bwd", "chunk_prep", "bwd_prep", "chunk_output"):   # output: large grids
         return False
     return meta["bwd_v_split"] if name == "bwd_states" else meta["v_split"]
 

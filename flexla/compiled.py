@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 import triton
 
+from . import options
 from .codegen import cache
 from .frontend.signature import Extra
 from .frontend.source_key import source_key
@@ -59,7 +60,7 @@ def warm_key(name: str, extras: list[Extra], states: list[State], callbacks: dic
     if source is None:
         return None
     h = hashlib.sha256(b"warm")
-    for part in (compiler_fingerprint(), triton.__version__, torch.__version__, device_name(), name,
+    for part in (compiler_fingerprint(), options.fingerprint(), triton.__version__, torch.__version__, device_name(), name,
                  repr([(e.name, e.tile) for e in extras]), repr([(s.name, s.tile) for s in states]), source):
         h.update(part.encode())
     return h.hexdigest()[:32]

@@ -11,6 +11,7 @@ import triton
 from .codegen import cache
 from .codegen.kernels import kernel_source
 from .codegen.render import render_module
+from . import options
 from .compiled import VERSION, Compiled, compiler_fingerprint, device_name
 from .frontend.affine import check_affine
 from .frontend.errors import CallbackError
@@ -20,7 +21,7 @@ from .frontend.to_ir import to_ir
 from .frontend.size_independence import check_size_independent
 from .frontend.trace import SECOND_SIZES, backward_step, forward_step, trace
 from .ir import C, K, V, Graph
-from .passes.partition import partition_backward, partition_forward
+from .passes.partition import grad_kernels, partition_backward, partition_forward
 from .passes.pipeline import debug, run_passes
 from .passes.precision import read_as_dot_operand
 from .passes.tiling import v_split_blocker
@@ -34,8 +35,8 @@ def cache_key(name: str, extras: list[Extra], graphs: list[Graph]) -> str:
     change to a callback, a closure or a global it reads changes the key), flexla's compiler and
     templates, the versions of Triton and torch, and the device."""
     h = hashlib.sha256()
-    for part in (compiler_fingerprint(), triton.__version__, torch.__version__, device_name(), name,
-                 repr([(e.name, e.tile) for e in extras])):
+    for part in (compiler_fingerprint(), options.fingerprint(), triton.__version__, torch.__version__, device_name(),
+                 name, repr([(e.name, e.tile) for e in extras])):
         h.update(part.encode())
     for g in graphs:
         h.update(repr([(n.name, n.op.value, n.inputs, n.attrs, tuple(map(str, n.shape))) for n in g.nodes]).encode())
@@ -96,7 +97,8 @@ def compile_variant(name: str, callbacks: dict, extras: list[Extra], states: lis
         return Compiled(key, module, cache.path_for(key), module.META, True)
     print(f"flexla: compiling {name}: traced in {time.perf_counter() - start:.1f}s, generating kernels ...",
           file=sys.stderr, flush=True)
-    fplans, bplans = partition_forward(fwd), partition_backward(bwd)
+    fplans, bplans = partition_forward(fwd), partition_backward(bwd, options.split_grads())
+    grads = grad_kernels(bplans)
     try:
         fstaged, bstaged = fplans["chunk_states"].graph.meta["staged"], bplans["bwd_states"].graph.meta["staged"]
         kernels = [kernel_source(p, extras, states, "forward", fstaged) for p in fplans.values()]
@@ -116,11 +118,13 @@ def compile_variant(name: str, callbacks: dict, extras: list[Extra], states: lis
         "states_in_input_dtype": [read_as_dot_operand(fplans["chunk_output"].graph, s.name) for s in states],
         "bwd_states_in_input_dtype": [all(read_as_dot_operand(p.graph, s.name) for n, p in bplans.items()
                                           if n != "bwd") for s in states],
-        "dstates_in_input_dtype": [read_as_dot_operand(bplans["bwd_grads"].graph, s.grad_next) for s in states],
+        "dstates_in_input_dtype": [all(read_as_dot_operand(bplans[n].graph, s.grad_next) for n in grads)
+                                   for s in states],
         # chunk tensors a prep kernel writes for the scan and the per-chunk kernels (partition.py):
         # (name, tile dims, stored in the input dtype)
         "staged": staged_meta(fstaged, fwd, [fplans["chunk_states"], fplans["chunk_output"]]),
-        "bwd_staged": staged_meta(bstaged, bwd, [bplans["bwd_states"], bplans["bwd_grads"]]),
+        "bwd_staged": staged_meta(bstaged, bwd, [bplans["bwd_states"], *(bplans[n] for n in grads)]),
+        "grad_kernels": grads,
         "kernels": [k.name for k in kernels],
     }
     source = render_module(variant=name, key=key, version=VERSION, forward_ir=str(fwd),

@@ -138,10 +138,10 @@ def _carries(plan: KernelPlan, states: list[State]) -> list[Carry]:
         shape = s.shape_code
         acc = lambda base, v="": Access(v, f"{s.pointer(base)}_ptr", "state", shape=shape)
         per_chunk = lambda base, v="": Access(v, f"{s.pointer(base)}_ptr", "chunk_state", shape=shape)
-        if plan.name in FORWARD_CARRY:
+        if plan.role in FORWARD_CARRY:
             out.append(Carry(var(s.name), _ref(g, g.outputs[s.next], shape), acc("h0", var(s.name)), acc("ht"),
                              per_chunk("states")))
-        elif plan.name in BACKWARD_CARRY:
+        elif plan.role in BACKWARD_CARRY:
             out.append(Carry(var(s.grad_next), _ref(g, g.outputs[s.grad], shape),
                              acc("dht", var(s.grad_next)), acc("dh0"), per_chunk("dstates")))
     return out
@@ -164,7 +164,7 @@ def kernel_source(plan: KernelPlan, extras: list[Extra], states: list[State], di
               if role not in state_roles]
     pointers = (forward_pointers(extras, states, staged) if direction == "forward"
                 else backward_pointers(extras, states, staged))
-    return KernelSource(plan.name, TEMPLATES[plan.name], [f"{p}_ptr" for p in pointers], loads, phases, stores,
+    return KernelSource(plan.name, TEMPLATES[plan.role], [f"{p}_ptr" for p in pointers], loads, phases, stores,
                         carries)
 
 

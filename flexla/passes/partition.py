@@ -22,13 +22,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import sympy
-
-from ..ir import C, K, V, Graph, Op
+from ..ir import C, Graph, Op
 from ..ir.graph import Node
+from .cost import flops, numel
+from .split_by_output import output_groups
 
 MACHINE_BALANCE = 180          # flop per byte: 750 TFLOP/s over 4.2 TB/s
-TYPICAL = {C: 64, K: 128, V: 128}
 
 
 @dataclass(frozen=True)
@@ -37,19 +36,11 @@ class KernelPlan:
     graph: Graph
     phases: dict = field(hash=False)           # phase -> node names, in order
     materialized: tuple = ()                   # chunk tensors read from memory instead of recomputed
+    kind: str = ""                             # the template's kernel, where several share one
 
-
-def _numel(shape) -> int:
-    return int(sympy.prod([sympy.sympify(d).subs(TYPICAL) for d in shape]) if shape else 1)
-
-
-def flops(graph: Graph, name: str) -> int:
-    n = graph[name]
-    if n.op is Op.MM:
-        return 2 * _numel(n.shape) * _numel(graph[n.inputs[0]].shape[1:])
-    if n.op in (Op.INPUT, Op.CONST):
-        return 0
-    return _numel(n.shape)
+    @property
+    def role(self) -> str:
+        return self.kind or self.name
 
 
 def state_inputs(graph: Graph) -> list[str]:
@@ -82,7 +73,7 @@ def recompute_or_materialize(graph: Graph, states: Graph, output: Graph) -> dict
     decision = {}
     for name in shared:
         cost = sum(flops(graph, a) for a in graph.ancestors([name]) if a not in s_dep)
-        moved = 2 * 4 * _numel(graph[name].shape)
+        moved = 2 * 4 * numel(graph[name].shape)
         decision[name] = "materialize" if cost > MACHINE_BALANCE * moved else "recompute"
     return decision
 
@@ -154,19 +145,29 @@ def partition_forward(graph: Graph) -> dict[str, KernelPlan]:
     }
 
 
-def partition_backward(graph: Graph) -> dict[str, KernelPlan]:
+def partition_backward(graph: Graph, split_grads: str = "auto") -> dict[str, KernelPlan]:
     """The fused backward (one reverse walk computing everything), and its chunk-parallel split:
-    the state gradient's reverse scan alone, then every chunk's input gradients in parallel."""
+    the state gradient's reverse scan alone, then every chunk's input gradients in parallel, by
+    one kernel or two (split_by_output.py): `bwd_grads` and, say, `bwd_grads_dv`."""
     body = lambda g: {"grad": _body(g)}
     is_state_grad = lambda role: role.startswith("dS")
     scan = graph.subgraph({k: v for k, v in graph.outputs.items() if is_state_grad(k)})
     grads = graph.subgraph({k: v for k, v in graph.outputs.items() if not is_state_grad(k)})
     prep, scan, grads, staged = stage(graph, scan, grads, "bwd_prep")
     scan, grads = scan.replace(staged=staged), grads.replace(staged=staged)
-    return {"bwd": KernelPlan("bwd", graph, body(graph)),
-            **prep,
-            "bwd_states": KernelPlan("bwd_states", scan, body(scan)),
-            "bwd_grads": KernelPlan("bwd_grads", grads, body(grads))}
+    plans = {"bwd": KernelPlan("bwd", graph, body(graph)),
+             **prep,
+             "bwd_states": KernelPlan("bwd_states", scan, body(scan))}
+    for i, outputs in enumerate(output_groups(grads, split_grads)):
+        name = "bwd_grads" if i == 0 else "_".join(["bwd_grads", *outputs])
+        part = grads.subgraph(outputs)
+        plans[name] = KernelPlan(name, part, body(part), kind="bwd_grads")
+    return plans
+
+
+def grad_kernels(plans: dict[str, KernelPlan]) -> list[str]:
+    """The names of the chunk-parallel gradient kernels, in launch order."""
+    return [n for n, p in plans.items() if p.role == "bwd_grads"]
 
 
 def _body(g: Graph) -> list[str]:

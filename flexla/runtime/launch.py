@@ -264,7 +264,8 @@ def _backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_t
         scan = Launch(compiled.meta, q, v, chunk_size, scale, h0s is not None, dhts is not None,
                       v_split=compiled.meta["bwd_v_split"])
         scan.run(compiled.module.bwd_states, (scan.NV, B * H), ptrs)
-        L.run(compiled.module.bwd_grads, (NT, 1, B * H), ptrs)
+        for name in compiled.meta["grad_kernels"]:
+            L.run(getattr(compiled.module, name), (NT, 1, B * H), ptrs)
     dextras = [d.to(e.dtype) if tok else d.sum((0, 1)).to(e.dtype)
                for d, e, tok in zip(dextras, extras, per_token)]
     if G > 1:

@@ -1,0 +1,46 @@
+"""Splitting the gradient kernel by outputs (passes/split_by_output.py)."""
+from flexla.ir import C, K, V, Op
+from flexla.passes.partition import grad_kernels, partition_backward
+from flexla.passes.split_by_output import output_groups
+from graphs import GraphBuilder
+
+
+def _separate_products():
+    """dv = A^T do and dq = (do v^T) k: no product in common, as in GLA's gradients."""
+    b = GraphBuilder()
+    q, k, v, do = b.input("q", (C, K)), b.input("k", (C, K)), b.input("v", (C, V)), b.input("do", (C, V))
+    A = b.add(Op.MM, q, b.add(Op.TRANSPOSE, k))
+    dv = b.add(Op.MM, b.add(Op.TRANSPOSE, A), do)
+    dA = b.add(Op.MM, do, b.add(Op.TRANSPOSE, v))
+    dq = b.add(Op.MM, dA, k)
+    dk = b.add(Op.MM, b.add(Op.TRANSPOSE, dA), q)
+    return b, dict(dq=dq, dk=dk, dv=dv), A
+
+
+def test_outputs_without_shared_work_split_evenly():
+    b, outs, _ = _separate_products()
+    groups = output_groups(b.build(**outs))
+    assert groups == [{"dq": outs["dq"], "dk": outs["dk"]}, {"dv": outs["dv"]}]
+
+
+def test_outputs_through_shared_work_stay_together():
+    """Every gradient needs the same [C, C] product (as the delta rules' solves): no split."""
+    b, outs, A = _separate_products()
+    outs["dq"] = b.add(Op.ADD, outs["dq"], b.add(Op.MM, A, k := "k"))
+    outs["dk"] = b.add(Op.ADD, outs["dk"], b.add(Op.MM, b.add(Op.TRANSPOSE, A), k))
+    graph = b.build(**outs)
+    assert output_groups(graph) == [graph.outputs]
+    assert len(output_groups(graph, "1")) == 2          # forced: split anyway
+    assert output_groups(b.build(**outs), "0") == [graph.outputs]
+
+
+def test_backward_partition_names_each_gradient_kernel():
+    b, outs, _ = _separate_products()
+    dS = b.input("dS_next", (K, V))
+    plans = partition_backward(b.build(**outs, dS=b.add(Op.MUL, dS, b.const(2.0))).replace(states=["dS_next"]))
+    assert grad_kernels(plans) == ["bwd_grads", "bwd_grads_dv"]
+    assert list(plans["bwd_grads_dv"].graph.outputs) == ["dv"]
+    dv_ops = {plans["bwd_grads_dv"].graph[n].op for n in plans["bwd_grads_dv"].phases["grad"]}
+    assert len(plans["bwd_grads_dv"].phases["grad"]) == 4 and dv_ops == {Op.MM, Op.TRANSPOSE}   # only what dv needs
+    assert all(plans[n].role == "bwd_grads" for n in grad_kernels(plans))
+    assert grad_kernels(partition_backward(b.build(**outs), "0")) == ["bwd_grads"]
