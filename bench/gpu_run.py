@@ -115,7 +115,10 @@ def make_inputs(op, B, T, H, K, V, dtype, device, seed=0, grad=False):
         x["k"] = F.normalize(x["k"].float(), dim=-1).to(dtype)
         x["beta"] = torch.rand(B, T, H, generator=gen).to(device).to(dtype)
     if op in ("chunk_gla", "chunk_kda", "chunk_rwkv6"):
-        x["g"] = (F.logsigmoid(r(B, T, H, K) + 3) / 4).to(dtype)
+        if os.environ.get("FLEXLA_BENCH_GATES") == "strong":    # about e^-6 a step: chunks need the fix-up pass
+            x["g"] = (2 * F.logsigmoid(2 * r(B, T, H, K) - 3)).to(dtype)
+        else:
+            x["g"] = (F.logsigmoid(r(B, T, H, K) + 3) / 4).to(dtype)
     if op == "chunk_kda":
         x["k"] = F.normalize(x["k"].float(), dim=-1).to(dtype)
         x["beta"] = torch.rand(B, T, H, generator=gen).to(device).to(dtype)
@@ -398,6 +401,8 @@ def main():
                    "(Triton compiles on the CPU; the checks themselves are tiny)")
     p.add_argument("--warm-s", type=float, default=240, help="cap on the parallel compile before timing")
     p.add_argument("--no-peer-check", action="store_true", help="check flexla only, not the peer's errors")
+    p.add_argument("--strong-gates", action="store_true", help="per-key gates of about e^-6 a step (GLA, KDA, "
+                   "RWKV-6), which the gated products' fix-up pass computes")
     p.add_argument("--tag", default="", help="suffix of the results file, for experiments: results<tag>.json")
     p.add_argument("--check-one", help=argparse.SUPPRESS)   # child of --jobs: check one op, print its rows
     p.add_argument("--warm-one", help=argparse.SUPPRESS)    # child of --jobs: compile one op's timed kernels   # child of --jobs: check one op, print its rows
@@ -406,6 +411,8 @@ def main():
     p.add_argument("--schedules", default="auto", help="flexla schedules to time: auto, fused, chunk (comma-separated)")
     p.add_argument("--shapes", default="quick", choices=sorted(SHAPES), help="which shape set to time")
     args = p.parse_args()
+    if args.strong_gates:
+        os.environ["FLEXLA_BENCH_GATES"] = "strong"     # the children inherit it
     out = Path(os.environ.get("OUT", "/tmp" if args.dry else Path(__file__).parent))
     if args.dry:
         device, dtype, tol = "cpu", torch.float16, 2e-2

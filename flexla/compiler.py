@@ -118,14 +118,16 @@ def compile_variant(name: str, callbacks: dict, extras: list[Extra], states: lis
         "states_in_input_dtype": [read_as_dot_operand(fplans["chunk_output"].graph, s.name) for s in states],
         "bwd_states_in_input_dtype": [all(read_as_dot_operand(p.graph, s.name) for n, p in bplans.items()
                                           if n != "bwd") for s in states],
-        "dstates_in_input_dtype": [all(read_as_dot_operand(bplans[n].graph, s.grad_next) for n in grads)
-                                   for s in states],
+        "dstates_in_input_dtype": [all(read_as_dot_operand(bplans[n].graph, s.grad_next)
+                                       for n in ["bwd_grads", *grads]) for s in states],
         # chunk tensors a prep kernel writes for the scan and the per-chunk kernels (partition.py):
         # (name, tile dims, stored in the input dtype)
         "staged": staged_meta(fstaged, fwd, [fplans["chunk_states"], fplans["chunk_output"]]),
-        "bwd_staged": staged_meta(bstaged, bwd, [bplans["bwd_states"], *(bplans[n] for n in grads)]),
-        "grad_kernels": grads,
+        "bwd_staged": staged_meta(bstaged, bwd, [bplans["bwd_states"], bplans["bwd_grads"]]),
+        "split_grad_kernels": grads,
         "kernels": [k.name for k in kernels],
+        # per-chunk kernels with gated products: the launcher runs each again as its fix-up pass
+        "gated_kernels": [k.name for k in kernels if k.gated],
     }
     source = render_module(variant=name, key=key, version=VERSION, forward_ir=str(fwd),
                            backward_ir=str(bwd), kernels=kernels, meta=meta)

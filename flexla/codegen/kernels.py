@@ -18,6 +18,7 @@ TEMPLATES = {"fused_fwd": "fused.py.jinja", "chunk_prep": "prep.py.jinja", "chun
              "bwd_states": "backward_states.py.jinja", "bwd_grads": "backward_grads.py.jinja"}
 FORWARD_CARRY = {"fused_fwd", "chunk_states"}     # these carry the states through the chunk loop
 BACKWARD_CARRY = {"bwd", "bwd_states"}            # these carry the state gradients
+GATED = {Op.GATED_SCORES, Op.GATED_APPLY, Op.GATED_APPLY_T}
 BLOCKS = {"KV": "[BK, BV]", "K": "[BK]", "V": "[BV]"}  # the Triton block of a state, by shape code
 # a staged chunk tile's dims: (row length in memory, lanes, mask or None)
 TILE_DIMS = {"C": ("BC", "i_C", None), "K": ("K", "i_K", "m_K"), "V": ("V", "o_V", "m_V")}
@@ -71,13 +72,14 @@ class Carry:
 
 def forward_pointers(extras: list[Extra], states: list[State], staged: list[str]) -> list[str]:
     per_state = [s.pointer(b) for s in states for b in ("h0", "ht", "states")]
-    return ["q", "k", "v"] + [e.name for e in extras] + ["o"] + per_state + [staged_pointer(n) for n in staged]
+    return (["q", "k", "v"] + [e.name for e in extras] + ["o"] + per_state + [staged_pointer(n) for n in staged]
+            + ["gate_flags"])
 
 
 def backward_pointers(extras: list[Extra], states: list[State], staged: list[str]) -> list[str]:
     per_state = [s.pointer(b) for s in states for b in ("states", "dstates", "dht", "dh0")]
     return (["q", "k", "v"] + [e.name for e in extras] + ["do"] + per_state + ["dq", "dk", "dv"]
-            + [f"d_{e.name}" for e in extras] + [staged_pointer(n) for n in staged])
+            + [f"d_{e.name}" for e in extras] + [staged_pointer(n) for n in staged] + ["gate_flags"])
 
 
 def staged_pointer(name: str) -> str:
@@ -130,6 +132,7 @@ class KernelSource:
     phases: dict
     stores: list
     carries: list
+    gated: bool          # has gated products (whose fix-up pass it then needs, unless it loops)
 
 
 def _carries(plan: KernelPlan, states: list[State]) -> list[Carry]:
@@ -164,8 +167,9 @@ def kernel_source(plan: KernelPlan, extras: list[Extra], states: list[State], di
               if role not in state_roles]
     pointers = (forward_pointers(extras, states, staged) if direction == "forward"
                 else backward_pointers(extras, states, staged))
+    gated = any(n.op in GATED for n in g.nodes) and plan.role not in FORWARD_CARRY | BACKWARD_CARRY
     return KernelSource(plan.name, TEMPLATES[plan.role], [f"{p}_ptr" for p in pointers], loads, phases, stores,
-                        carries)
+                        carries, gated)
 
 
 def _ref(g: Graph, name: str, shape: str = "") -> str:

@@ -141,8 +141,8 @@ class Lowering:
             d = dim_name(n.shape[0])
             first = args[0] if n.op is not Op.GATED_SCORES else keep(args[0], self.shape(n.inputs[0]), 1)
             second = keep(args[1], self.shape(n.inputs[1]), 1) if n.op is Op.GATED_SCORES else args[1]
-            return (f"_{n.op.value}({first}, {second}, {args[2]}, {lane_index(d)}, {valid_length(d)}, "
-                    f"DOT_PRECISION=DOT_PRECISION, EXP_DTYPE=EXP_DTYPE)")
+            return (f"_{n.op.value}({first}, {second}, {args[2]}, {lane_index(d)}, {valid_length(d)}, gate_flag, "
+                    f"GATES=GATES, DOT_PRECISION=DOT_PRECISION, EXP_DTYPE=EXP_DTYPE)")
         if n.op is Op.FULL:
             if not n.shape:
                 return repr(float(a["value"]))

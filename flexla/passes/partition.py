@@ -147,8 +147,9 @@ def partition_forward(graph: Graph) -> dict[str, KernelPlan]:
 
 def partition_backward(graph: Graph, split_grads: str = "auto") -> dict[str, KernelPlan]:
     """The fused backward (one reverse walk computing everything), and its chunk-parallel split:
-    the state gradient's reverse scan alone, then every chunk's input gradients in parallel, by
-    one kernel or two (split_by_output.py): `bwd_grads` and, say, `bwd_grads_dv`."""
+    the state gradient's reverse scan alone, then every chunk's input gradients in parallel: by
+    `bwd_grads`, or where the gradients split (split_by_output.py) by two kernels as well, say
+    `bwd_grads_dq_dk_d_g` and `bwd_grads_dv`; the launcher times both ways (runtime/launch.py)."""
     body = lambda g: {"grad": _body(g)}
     is_state_grad = lambda role: role.startswith("dS")
     scan = graph.subgraph({k: v for k, v in graph.outputs.items() if is_state_grad(k)})
@@ -157,17 +158,19 @@ def partition_backward(graph: Graph, split_grads: str = "auto") -> dict[str, Ker
     scan, grads = scan.replace(staged=staged), grads.replace(staged=staged)
     plans = {"bwd": KernelPlan("bwd", graph, body(graph)),
              **prep,
-             "bwd_states": KernelPlan("bwd_states", scan, body(scan))}
-    for i, outputs in enumerate(output_groups(grads, split_grads)):
-        name = "bwd_grads" if i == 0 else "_".join(["bwd_grads", *outputs])
+             "bwd_states": KernelPlan("bwd_states", scan, body(scan)),
+             "bwd_grads": KernelPlan("bwd_grads", grads, body(grads))}
+    groups = output_groups(grads, split_grads)
+    for outputs in groups if len(groups) > 1 else ():
+        name = "_".join(["bwd_grads", *outputs])
         part = grads.subgraph(outputs)
         plans[name] = KernelPlan(name, part, body(part), kind="bwd_grads")
     return plans
 
 
 def grad_kernels(plans: dict[str, KernelPlan]) -> list[str]:
-    """The names of the chunk-parallel gradient kernels, in launch order."""
-    return [n for n, p in plans.items() if p.role == "bwd_grads"]
+    """The names of the split gradient kernels (none where the gradients stay in one kernel)."""
+    return [n for n, p in plans.items() if p.kind == "bwd_grads"]
 
 
 def _body(g: Graph) -> list[str]:

@@ -74,6 +74,7 @@ class Launch:
 
     def __init__(self, meta, q, v, chunk_size, scale, use_h0, use_ht, v_split=None):
         self.variant, self.device = meta["variant"], q.device
+        self.gated = set(meta["gated_kernels"])
         self.B, self.T, HQK, self.K = q.shape
         self.H, self.V = v.shape[2], v.shape[-1]          # q and k may have fewer heads (GQA)
         split = meta["v_split"] if v_split is None else v_split
@@ -82,7 +83,7 @@ class Launch:
         self.consts = dict(
             scale=float(scale), T=self.T, H=self.H, G=self.H // HQK, NT=self.NT, K=self.K, V=self.V, **bs,
             MASK_C=self.T % chunk_size != 0, MASK_K=self.K != bs["BK"], MASK_V=self.V % bs["BV"] != 0,
-            USE_H0=use_h0, USE_HT=use_ht, DOT_DTYPE=DOT_DTYPES[q.dtype],
+            USE_H0=use_h0, USE_HT=use_ht, GATES=0, DOT_DTYPE=DOT_DTYPES[q.dtype],
             DOT_PRECISION="ieee" if q.dtype in (torch.float32, torch.float64) else "tf32",
             # operands of products of exp-rescaled rows (gated scores): bf16 keeps fp32's range
             EXP_DTYPE=tl.bfloat16 if q.dtype == torch.bfloat16 else tl.float64 if q.dtype == torch.float64
@@ -91,13 +92,20 @@ class Launch:
 
 
     def run(self, kernel, grid, pointers):
-        """Launch with the kernel's tuned config (runtime/tuning.py; the first candidate off the GPU)."""
+        """Launch with the kernel's tuned config (runtime/tuning.py; the first candidate off the GPU).
+        A per-chunk kernel with gated products runs twice: its fast pass, then its fix-up pass on
+        the chunks the fast pass flagged (the gated helpers in templates/module.py.jinja)."""
         name = kernel.__name__
-        launch = lambda cfg: kernel[grid](*pointers, **self.consts, num_warps=cfg[0], num_stages=cfg[1])
+        fast = 1 if name in self.gated else 0
+        launch = lambda cfg, gates=fast: kernel[grid](*pointers, **dict(self.consts, GATES=gates),
+                                                      num_warps=cfg[0], num_stages=cfg[1])
         key = None if self.device.type != "cuda" else "|".join(
             [device_name(self.device), triton.__version__, kernel.fn.__module__, name,
              tuning.bucket(name, self.consts, grid)])
-        launch(tuning.choose(name, key, launch, self.consts, label=f"{self.variant} "))
+        cfg = tuning.choose(name, key, launch, self.consts, label=f"{self.variant} ")
+        launch(cfg)
+        if fast:
+            launch(cfg, 2)
 
 
 # (variant, pass, module key, K, V, dtype, device, asked-for chunk) -> the chunk whose kernels last fitted
@@ -151,7 +159,7 @@ def _forward(compiled, q, k, v, extras, scale, h0s, want_ht, chunk_size, schedul
     per_state = [x for i in range(len(tiles)) for x in (h0s[i] if h0s is not None else q,
                                                         hts[i] if hts is not None else q, states[i])]
     staged = staged_buffers(meta["staged"], L, q, chunk_size) if sched == "chunk" else [q] * len(meta["staged"])
-    ptrs = [q, k, v, *extras, o, *per_state, *staged]
+    ptrs = [q, k, v, *extras, o, *per_state, *staged, gate_flags(compiled, L)]
     if sched == "fused":
         L.run(mod.fused_fwd, (NV, B * H), ptrs)
     else:
@@ -178,6 +186,14 @@ def staged_buffers(entries, L: Launch, q, chunk_size):
             for _, dims, low in entries]
 
 
+def gate_flags(compiled, L: Launch):
+    """The chunks a fast pass found to need the gated helpers' blocked path, one int32 per chunk
+    (zeroed; only written where a gate moves by more than e^80 inside a chunk)."""
+    if not compiled.meta["gated_kernels"]:
+        return torch.empty(1, dtype=torch.int32, device=L.device)
+    return torch.zeros(L.B * L.H * L.NT, dtype=torch.int32, device=L.device)
+
+
 def whole_v(compiled, q, v, chunk_size, scale, L: Launch) -> Launch:
     """L with all of V in one program: prep kernels (their tiles are stored whole) and an output
     kernel that should not split V."""
@@ -192,7 +208,8 @@ def chunk_states(compiled, q, k, v, extras, scale, h0s, chunk_size):
               for t, low in zip(compiled.meta["states"], compiled.meta["bwd_states_in_input_dtype"])]
     per_state = [x for i, st in enumerate(states) for x in (h0s[i] if h0s is not None else q, q, st)]
     staged = staged_buffers(compiled.meta["staged"], L, q, chunk_size)
-    scan_states(compiled, q, v, chunk_size, scale, L, [q, k, v, *extras, q, *per_state, *staged], bool(staged))
+    ptrs = [q, k, v, *extras, q, *per_state, *staged, gate_flags(compiled, L)]
+    scan_states(compiled, q, v, chunk_size, scale, L, ptrs, bool(staged))
     return states
 
 
@@ -205,29 +222,38 @@ def scan_states(compiled, q, v, chunk_size, scale, L: Launch, ptrs, staged: bool
 
 def backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_token, schedule=None):
     """Gradients of q, k, v, each extra and the initial states. The backward recomputes its states,
-    so its chunk need not be the forward's: on the GPU the variant's chunk and half of it are timed
-    on the first call per shape bucket (runtime/tuning.py), and a chunk that does not fit in shared
-    memory is halved. FLEXLA_BACKWARD_CHUNK caps it (experiments)."""
-    def at(chunk):
+    so its chunk need not be the forward's. On the GPU two ways are timed on the first call per
+    shape bucket (runtime/tuning.py): the variant's chunk and half of it, or, where the compiler
+    split the gradient kernel by outputs (passes/split_by_output.py), the variant's chunk with the
+    split kernels and half of it with the whole one (both relieve the gradient kernel's registers;
+    measured on an H200, the split at half the chunk never won). A chunk that does not fit in
+    shared memory is halved. FLEXLA_BACKWARD_CHUNK caps the chunk (experiments); off the GPU the
+    split kernels run where they exist."""
+    split_exists = bool(compiled.meta["split_grad_kernels"])
+
+    def at(way):
+        chunk, split = way
         return with_fitting_chunk(lambda c: _backward(compiled, q, k, v, extras, scale, h0s, do, dhts, c, per_token,
-                                                      schedule), fit_key(compiled, "backward", q, v), chunk)
+                                                      schedule, split), fit_key(compiled, "backward", q, v), chunk)
     cap = os.environ.get("FLEXLA_BACKWARD_CHUNK")
     B, T, H = v.shape[:3]
     # the search compares chunks of the chunk-parallel backward; a fused one keeps the variant's chunk
     fused = choose_schedule(B, H, triton.cdiv(T, chunk_size), 1, sm_count(q.device), schedule) == "fused"
     if cap or q.device.type != "cuda" or chunk_size < 32 or fused:
-        return at(min(chunk_size, int(cap or chunk_size)))
+        return at((min(chunk_size, int(cap or chunk_size)), split_exists))
     key = "|".join([device_name(q.device), triton.__version__, compiled.key, "backward chunk",
                     tuning.pass_bucket(q.shape[-1], v.shape[-1], q.dtype, B * H, triton.cdiv(T, chunk_size))])
-    return at(tuning.search(key, [chunk_size, chunk_size // 2], at, what=f"{compiled.meta['variant']} backward",
-                            unit="chunk"))
+    ways = [(chunk_size, split_exists), (chunk_size // 2, False)]
+    name_of = lambda way: f"{way[0]} {'split' if way[1] else 'whole'}"
+    return at(tuning.search(key, ways, at, what=f"{compiled.meta['variant']} backward", unit="chunk and gradient kernels",
+                            name_of=name_of))
 
 
-def _backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_token, schedule):
+def _backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_token, schedule, split):
     """Gradients of q, k, v, each extra and the initial states. The fused schedule walks each
     (batch, head) in reverse once; the chunk-parallel one runs the state-gradient scan alone
-    (V split when legal) and then every chunk's gradients in parallel, for one more fp32 state
-    per chunk of memory (`dstates`)."""
+    (V split when legal) and then every chunk's gradients in parallel (by the split gradient
+    kernels when `split`), for one more fp32 state per chunk of memory (`dstates`)."""
     states = chunk_states(compiled, q, k, v, extras, scale, h0s, chunk_size)
     L = Launch(compiled.meta, q, v, chunk_size, scale, h0s is not None, dhts is not None, v_split=False)
     B, H, NT = L.B, L.H, L.NT
@@ -255,7 +281,7 @@ def _backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_t
                                                         dh0s[i] if dh0s is not None else q)]
     staged = (staged_buffers(compiled.meta["bwd_staged"], L, q, chunk_size) if sched == "chunk"
               else [q] * len(compiled.meta["bwd_staged"]))
-    ptrs = [q, k, v, *extras, do, *per_state, dq, dk, dv, *dextras, *staged]
+    ptrs = [q, k, v, *extras, do, *per_state, dq, dk, dv, *dextras, *staged, gate_flags(compiled, L)]
     if sched == "fused":
         L.run(compiled.module.bwd, (1, B * H), ptrs)
     else:
@@ -264,7 +290,7 @@ def _backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_t
         scan = Launch(compiled.meta, q, v, chunk_size, scale, h0s is not None, dhts is not None,
                       v_split=compiled.meta["bwd_v_split"])
         scan.run(compiled.module.bwd_states, (scan.NV, B * H), ptrs)
-        for name in compiled.meta["grad_kernels"]:
+        for name in compiled.meta["split_grad_kernels"] if split else ["bwd_grads"]:
             L.run(getattr(compiled.module, name), (NT, 1, B * H), ptrs)
     dextras = [d.to(e.dtype) if tok else d.sum((0, 1)).to(e.dtype)
                for d, e, tok in zip(dextras, extras, per_token)]

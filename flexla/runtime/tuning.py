@@ -119,7 +119,7 @@ def choose(name: str, key: str | None, launch, consts: dict, timer=cuda_time, la
     return search(key, candidates(name, consts), launch, timer, f"{label}{name}", "warps x stages")
 
 
-def search(key: str | None, cands: list, run, timer=cuda_time, what: str = "", unit: str = ""):
+def search(key: str | None, cands: list, run, timer=cuda_time, what: str = "", unit: str = "", name_of=None):
     """The candidate for which run(candidate) is fastest: remembered under key, or timed now
     (key None, or FLEXLA_TUNE=0: the first)."""
     mode = os.environ.get("FLEXLA_TUNE", "1")
@@ -140,7 +140,7 @@ def search(key: str | None, cands: list, run, timer=cuda_time, what: str = "", u
     if not times:
         raise last_error
     best = min(times, key=times.get)
-    name_of = lambda c: "x".join(map(str, c)) if isinstance(c, tuple) else str(c)
+    name_of = name_of or (lambda c: "x".join(map(str, c)) if isinstance(c, tuple) else str(c))
     print(f"flexla: tuned {what}: " + ", ".join(f"{name_of(c)} {t:.3f} ms" for c, t in times.items())
           + f" -> {name_of(best)} ({unit})", file=sys.stderr)
     _remember(key, best)

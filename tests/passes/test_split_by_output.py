@@ -34,13 +34,14 @@ def test_outputs_through_shared_work_stay_together():
     assert output_groups(b.build(**outs), "0") == [graph.outputs]
 
 
-def test_backward_partition_names_each_gradient_kernel():
+def test_backward_partition_keeps_the_whole_gradient_kernel_beside_the_split():
     b, outs, _ = _separate_products()
     dS = b.input("dS_next", (K, V))
     plans = partition_backward(b.build(**outs, dS=b.add(Op.MUL, dS, b.const(2.0))).replace(states=["dS_next"]))
-    assert grad_kernels(plans) == ["bwd_grads", "bwd_grads_dv"]
-    assert list(plans["bwd_grads_dv"].graph.outputs) == ["dv"]
-    dv_ops = {plans["bwd_grads_dv"].graph[n].op for n in plans["bwd_grads_dv"].phases["grad"]}
-    assert len(plans["bwd_grads_dv"].phases["grad"]) == 4 and dv_ops == {Op.MM, Op.TRANSPOSE}   # only what dv needs
-    assert all(plans[n].role == "bwd_grads" for n in grad_kernels(plans))
-    assert grad_kernels(partition_backward(b.build(**outs), "0")) == ["bwd_grads"]
+    assert list(plans) == ["bwd", "bwd_states", "bwd_grads", "bwd_grads_dq_dk", "bwd_grads_dv"]
+    assert grad_kernels(plans) == ["bwd_grads_dq_dk", "bwd_grads_dv"]
+    assert list(plans["bwd_grads"].graph.outputs) == ["dq", "dk", "dv"]
+    dv = plans["bwd_grads_dv"]
+    assert list(dv.graph.outputs) == ["dv"] and dv.role == "bwd_grads"
+    assert len(dv.phases["grad"]) == 4 and {dv.graph[n].op for n in dv.phases["grad"]} == {Op.MM, Op.TRANSPOSE}
+    assert grad_kernels(partition_backward(b.build(**outs), "0")) == []

@@ -1,0 +1,42 @@
+"""The chunk-parallel backward with the gradient kernel split by outputs (passes/split_by_output.py)
+and with the whole one give the same gradients; the split kernels are what runs off the GPU."""
+import pytest
+import torch
+
+from flexla.runtime import launch
+from flexla.variants import get
+from variant_cases import random_inputs
+
+
+def _grads(variant, inputs):
+    xs = [x.detach().clone().requires_grad_() for x in inputs]
+    o, ht = variant(*xs[:-1], initial_state=xs[-1], output_final_state=True)
+    ((o * torch.linspace(-1, 1, o.shape[-1])).sum() + ht.square().sum()).backward()
+    return [x.grad for x in xs]
+
+
+@pytest.mark.parametrize("name", ["gla", "rwkv6"])      # rwkv6: the split kernel writes d_u's per-chunk parts
+def test_split_and_whole_gradient_kernels_agree(name, monkeypatch, rel):
+    variant = get(name)
+    (q, k, v), extras, h0 = random_inputs(name, 1, 37, 2, 16, 24)
+    if name == "rwkv6":      # log decays per token and key, a bonus per head and key
+        extras = [torch.nn.functional.logsigmoid(torch.randn(1, 37, 2, 16) + 2) / 4, 0.5 * torch.randn(2, 16)]
+    assert variant.compile().meta["split_grad_kernels"]           # these variants do split
+    launched = []
+    original = launch._backward
+
+    def backward(*args, split):
+        launched.append(split)
+        return original(*args, split=split)
+    old = variant.schedule, variant.chunk_size
+    variant.schedule, variant.chunk_size = "chunk", 16
+    try:
+        monkeypatch.setattr(launch, "_backward", lambda *a: backward(*a[:-1], split=a[-1]))
+        split = _grads(variant, [q, k, v, *extras, h0])
+        monkeypatch.setattr(launch, "_backward", lambda *a: backward(*a[:-1], split=False))
+        whole = _grads(variant, [q, k, v, *extras, h0])
+    finally:
+        variant.schedule, variant.chunk_size = old
+    assert launched == [True, False]
+    for a, b in zip(split, whole):
+        assert rel(a, b) < 1e-5
