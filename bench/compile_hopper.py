@@ -28,12 +28,15 @@ SHARED_LIMIT = 232448       # bytes of shared memory per block on an H100 / H200
 
 
 # flags: --chunk, --warps, --stages, --k, --v, --arch (80 compiles for Ampere), --tail=1 (a partial
-# last chunk, MASK_C, as when T % chunk != 0), --fixup=1 (the gated kernels' fix-up pass, not the fast one)
-DEFAULTS = dict(chunk=64, warps=4, stages=1, k=128, v=128, arch=90, tail=0, fixup=0)
+# last chunk, MASK_C, as when T % chunk != 0), --fixup=1 (the gated kernels' fix-up pass, not the fast one),
+# --scan-bk=64 (the state scans split along K into slices of 64, as the launcher does for few heads)
+DEFAULTS = dict(chunk=64, warps=4, stages=1, k=128, v=128, arch=90, tail=0, fixup=0, scan_bk=0)
+SCANS = ("chunk_states", "bwd_states")
 
 
-def constants(split: bool, gated: bool, o: dict) -> dict:
-    return dict(K=o["k"], V=o["v"], BC=o["chunk"], BK=o["k"], BV=o["v"] // 2 if split else o["v"],
+def constants(split: bool, gated: bool, scan: bool, o: dict) -> dict:
+    return dict(K=o["k"], V=o["v"], BC=o["chunk"], BK=min(o["k"], o["scan_bk"] or o["k"]) if scan else o["k"],
+                BV=o["v"] // 2 if split else o["v"],
                 MASK_C=bool(o["tail"]), MASK_K=False, MASK_V=False, USE_H0=True, USE_HT=True,
                 GATES=(2 if o["fixup"] else 1) if gated else 0,
                 DOT_DTYPE=tl.bfloat16, DOT_PRECISION="tf32", EXP_DTYPE=tl.bfloat16, ACC=tl.float32)
@@ -68,7 +71,7 @@ def compile_module(path: str, o: dict) -> int:
     for name, fn in vars(mod).items():
         if not isinstance(fn, triton.runtime.JITFunction) or name.startswith("_"):
             continue
-        consts = constants(splits_v(name, mod.META), name in mod.META["gated_kernels"], o)
+        consts = constants(splits_v(name, mod.META), name in mod.META["gated_kernels"], name in SCANS, o)
         pointer = lambda a: "*i32" if a == "gate_flags_ptr" else "*fp32" if a.startswith(("h", "dh")) else "*bf16"
         sig = {a: "constexpr" if a in consts else SCALARS.get(a, pointer(a)) for a in fn.arg_names}
         t0 = time.time()
@@ -91,6 +94,7 @@ def compile_module(path: str, o: dict) -> int:
 
 
 if __name__ == "__main__":
-    opts = dict(DEFAULTS, **{a[2:].split("=")[0]: int(a.split("=")[1]) for a in sys.argv[1:] if a.startswith("--")})
+    opts = dict(DEFAULTS, **{a[2:].split("=")[0].replace("-", "_"): int(a.split("=")[1])
+                             for a in sys.argv[1:] if a.startswith("--")})
     paths = [p for p in sys.argv[1:] if not p.startswith("--")]
     sys.exit(1 if sum(compile_module(p, opts) for p in paths) else 0)

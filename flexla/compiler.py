@@ -24,7 +24,7 @@ from .ir import C, K, V, Graph
 from .passes.partition import grad_kernels, partition_backward, partition_forward
 from .passes.pipeline import debug, run_passes
 from .passes.precision import read_as_dot_operand
-from .passes.tiling import v_split_blocker
+from .passes.tiling import k_split_blocker, v_split_blocker
 
 DEFAULT_STATES = parse_states("[K, V]")
 SYMBOLS = {"C": C, "K": K, "V": V}
@@ -112,6 +112,9 @@ def compile_variant(name: str, callbacks: dict, extras: list[Extra], states: lis
         "v_split": bool(fwd.meta["v_split"]),
         "v_split_blocker": fwd.meta["v_split_blocker"],
         "bwd_v_split": v_split_blocker(bplans["bwd_states"].graph) is None,
+        # may the state scans split K as well (when few programs would walk a long sequence)?
+        "k_split": k_split_blocker(fplans["chunk_states"].graph) is None,
+        "bwd_k_split": k_split_blocker(bplans["bwd_states"].graph) is None,
         "recompute": fplans["chunk_output"].graph.meta.get("recompute", {}),
         # per state: may the chunk-parallel schedule keep it (or its gradient) in the input dtype
         # between kernels? Only where every reader casts it to that dtype anyway.

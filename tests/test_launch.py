@@ -1,21 +1,76 @@
-"""Launch-time choices: the block sizes of a launch."""
+"""Launch-time choices: the block sizes of a launch, and the state scans split along K."""
 import pytest
 
+import torch
+
+from flexla import ops
+from flexla.runtime import launch
 from flexla.runtime.launch import block_sizes
+from flexla.variants import get
 
 
 @pytest.mark.parametrize("args, expected", [
-    ((64, 128, 128, False), {"BC": 64, "BK": 128, "BV": 128, "NV": 1}),
-    ((64, 128, 128, True), {"BC": 64, "BK": 128, "BV": 64, "NV": 2}),
-    ((64, 100, 100, False), {"BC": 64, "BK": 128, "BV": 128, "NV": 1}),
-    ((64, 100, 100, True), {"BC": 64, "BK": 128, "BV": 64, "NV": 2}),
-    ((32, 8, 8, True), {"BC": 32, "BK": 16, "BV": 16, "NV": 1}),
-    ((64, 64, 200, True), {"BC": 64, "BK": 64, "BV": 64, "NV": 4}),
+    ((64, 128, 128, False), {"BC": 64, "BK": 128, "BV": 128, "NK": 1, "NV": 1}),
+    ((64, 128, 128, True), {"BC": 64, "BK": 128, "BV": 64, "NK": 1, "NV": 2}),
+    ((64, 100, 100, False), {"BC": 64, "BK": 128, "BV": 128, "NK": 1, "NV": 1}),
+    ((64, 100, 100, True), {"BC": 64, "BK": 128, "BV": 64, "NK": 1, "NV": 2}),
+    ((32, 8, 8, True), {"BC": 32, "BK": 16, "BV": 16, "NK": 1, "NV": 1}),
+    ((64, 64, 200, True), {"BC": 64, "BK": 64, "BV": 64, "NK": 1, "NV": 4}),
 ])
 def test_block_sizes(args, expected):
     assert block_sizes(*args) == expected
 
 
 def test_block_sizes_max_bv():
-    assert block_sizes(64, 64, 200, True, max_bv=32) == {"BC": 64, "BK": 64, "BV": 32, "NV": 7}
+    assert block_sizes(64, 64, 200, True, max_bv=32) == {"BC": 64, "BK": 64, "BV": 32, "NK": 1, "NV": 7}
     assert block_sizes(64, 64, 200, False, max_bv=32)["BV"] == 256
+
+
+def test_block_sizes_max_bk():
+    assert block_sizes(64, 100, 128, True, max_bk=64) == {"BC": 64, "BK": 64, "BV": 64, "NK": 2, "NV": 2}
+    assert block_sizes(64, 256, 128, False, max_bk=64)["NK"] == 4
+
+
+def _inputs(name, B=1, T=40, H=2, K=24, V=20):
+    """Inputs and a call for each variant of the K-split test."""
+    gen = torch.Generator().manual_seed(5)
+    r = lambda *s: torch.randn(*s, generator=gen)
+    q, k, v = r(B, T, H, K), r(B, T, H, K), r(B, T, H, V)
+    log_decay = torch.nn.functional.logsigmoid(r(B, T, H, K) + 2) / 4
+    if name == "mlstm":
+        return [q, k, v, r(B, T, H), r(B, T, H) + 3, r(B, H, K, V), r(B, H, K)], \
+            lambda q, k, v, i, f, C0, n0: ops.chunk_mlstm(q, k, v, i, f, initial_state=(C0, n0), output_final_state=True)
+    extras = {"gla": [log_decay], "rwkv6": [log_decay, 0.5 * r(H, K)], "delta_rule": [torch.rand(B, T, H, generator=gen)]}
+    if name == "delta_rule":
+        k = torch.nn.functional.normalize(k, dim=-1)
+    variant = get(name)
+    return [q, k, v, *extras[name], r(B, H, K, V)], \
+        lambda *xs: variant(*xs[:-1], initial_state=xs[-1], output_final_state=True)
+
+
+@pytest.mark.parametrize("name", ["gla", "mlstm", "rwkv6", "delta_rule"])   # delta_rule: K not separable
+def test_scans_split_along_k_give_the_same_results(name, monkeypatch, rel):
+    """With more SMs than scan programs, the scans of separable variants split K (here into two
+    slices of 16, K = 24 so the second is partial); outputs, final states and gradients match the
+    unsplit launch."""
+    inputs, call = _inputs(name)
+
+    def run():
+        xs = [x.detach().clone().requires_grad_() for x in inputs]
+        o, ht = call(*xs)
+        hts = ht if isinstance(ht, (tuple, list)) else [ht]
+        (o.square().sum() + sum(h.sum() for h in hts)).backward()
+        return [o, *hts, *(x.grad for x in xs)]
+    variant = get(name)
+    old = variant.schedule, variant.chunk_size
+    variant.schedule, variant.chunk_size = "chunk", 16
+    try:
+        whole = run()
+        monkeypatch.setattr(launch, "SCAN_BK", 16)
+        monkeypatch.setattr(launch, "sm_count", lambda device: 1000)
+        split = run()
+    finally:
+        variant.schedule, variant.chunk_size = old
+    assert variant.compile().meta["k_split"] == (name != "delta_rule")
+    for a, b in zip(split, whole):
+        assert rel(a, b) < 1e-5

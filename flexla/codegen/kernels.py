@@ -21,7 +21,7 @@ BACKWARD_CARRY = {"bwd", "bwd_states"}            # these carry the state gradie
 GATED = {Op.GATED_SCORES, Op.GATED_APPLY, Op.GATED_APPLY_T}
 BLOCKS = {"KV": "[BK, BV]", "K": "[BK]", "V": "[BV]"}  # the Triton block of a state, by shape code
 # a staged chunk tile's dims: (row length in memory, lanes, mask or None)
-TILE_DIMS = {"C": ("BC", "i_C", None), "K": ("K", "i_K", "m_K"), "V": ("V", "o_V", "m_V")}
+TILE_DIMS = {"C": ("BC", "i_C", None), "K": ("K", "o_K", "m_K"), "V": ("V", "o_V", "m_V")}
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class Access:
 
     @property
     def lanes(self) -> str:
-        return {"K": "i_K", "V": "o_V"}.get(self.feature, "")
+        return {"K": "o_K", "V": "o_V"}.get(self.feature, "")
 
     @property
     def block(self) -> str:

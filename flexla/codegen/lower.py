@@ -43,7 +43,7 @@ def keep(x: str, shape, axis: int, fill="0.0") -> str:
 
 
 def lane_index(d: str) -> str:
-    return f"o_{d}" if d == "V" else f"i_{d}"
+    return f"o_{d}" if d in ("K", "V") else f"i_{d}"
 
 
 def _expand_to(expr: str, shape_from, shape_to) -> str:

@@ -15,18 +15,23 @@ from . import tuning
 
 # FLEXLA_OUTPUT_V_SPLIT forces the output kernel's V split (output_launch), for experiments
 OUTPUT_V_SPLIT = os.environ.get("FLEXLA_OUTPUT_V_SPLIT", "auto")
+# the K slice of a state scan split along K (scan_launch); FLEXLA_SCAN_BK sets it (experiments,
+# and checks at small K)
+SCAN_BK = int(os.environ.get("FLEXLA_SCAN_BK", "64"))
 DOT_DTYPES = {torch.bfloat16: tl.bfloat16, torch.float16: tl.float16, torch.float32: tl.float32,
               torch.float64: tl.float64}
 
 
-def block_sizes(C: int, K: int, V: int, v_split: bool, max_bv: int = 64) -> dict:
-    """Tiles of a launch: K whole in a program, V whole or (where the compiler found V separable,
-    passes/tiling.py) in slices of at most max_bv."""
+def block_sizes(C: int, K: int, V: int, v_split: bool, max_bv: int = 64, max_bk: int | None = None) -> dict:
+    """Tiles of a launch: V whole or (where the compiler found V separable, passes/tiling.py) in
+    slices of at most max_bv; K whole, or for a state scan split along K, in slices of max_bk."""
     BK = max(16, triton.next_power_of_2(K))
     BV = max(16, triton.next_power_of_2(V))
     if v_split:
         BV = min(BV, max_bv)
-    return {"BC": C, "BK": BK, "BV": BV, "NV": triton.cdiv(V, BV)}
+    if max_bk:
+        BK = min(BK, max(16, max_bk))
+    return {"BC": C, "BK": BK, "BV": BV, "NK": triton.cdiv(K, BK), "NV": triton.cdiv(V, BV)}
 
 
 def poison() -> bool:
@@ -72,14 +77,14 @@ def between_kernels(x, in_input_dtype: bool):
 class Launch:
     """Sizes and constexprs shared by every kernel of one call."""
 
-    def __init__(self, meta, q, v, chunk_size, scale, use_h0, use_ht, v_split=None):
+    def __init__(self, meta, q, v, chunk_size, scale, use_h0, use_ht, v_split=None, k_split=False):
         self.variant, self.device = meta["variant"], q.device
         self.gated = set(meta["gated_kernels"])
         self.B, self.T, HQK, self.K = q.shape
         self.H, self.V = v.shape[2], v.shape[-1]          # q and k may have fewer heads (GQA)
         split = meta["v_split"] if v_split is None else v_split
-        bs = block_sizes(chunk_size, self.K, self.V, split)
-        self.NV, self.NT = bs.pop("NV"), triton.cdiv(self.T, chunk_size)
+        bs = block_sizes(chunk_size, self.K, self.V, split, max_bk=SCAN_BK if k_split else None)
+        self.NK, self.NV, self.NT = bs.pop("NK"), bs.pop("NV"), triton.cdiv(self.T, chunk_size)
         self.consts = dict(
             scale=float(scale), T=self.T, H=self.H, G=self.H // HQK, NT=self.NT, K=self.K, V=self.V, **bs,
             MASK_C=self.T % chunk_size != 0, MASK_K=self.K != bs["BK"], MASK_V=self.V % bs["BV"] != 0,
@@ -217,7 +222,21 @@ def scan_states(compiled, q, v, chunk_size, scale, L: Launch, ptrs, staged: bool
     """The chunk-parallel prep kernel (when tensors are staged), then the sequential state scan."""
     if staged:
         whole_v(compiled, q, v, chunk_size, scale, L).run(compiled.module.chunk_prep, (L.NT, 1, L.B * L.H), ptrs)
-    L.run(compiled.module.chunk_states, (L.NV, L.B * L.H), ptrs)
+    scan = scan_launch(compiled, q, v, chunk_size, scale, L.consts["USE_H0"], L.consts["USE_HT"], "forward")
+    scan.run(compiled.module.chunk_states, (scan.NK * scan.NV, L.B * L.H), ptrs)
+
+
+def scan_launch(compiled, q, v, chunk_size, scale, use_h0, use_ht, direction: str) -> Launch:
+    """A state scan's launch. Its programs walk every chunk in order, one per (batch*head, V
+    slice), so with a long sequence and few heads they leave most of the GPU idle and each step's
+    latency adds up; where the compiler found the scan separable along K (passes/tiling.py), K is
+    then split too: more programs, each with a smaller step (as FLA's state kernels tile K and V)."""
+    meta, bwd = compiled.meta, direction == "backward"
+    v_split = meta["bwd_v_split"] if bwd else None
+    L = Launch(meta, q, v, chunk_size, scale, use_h0, use_ht, v_split=v_split)
+    if meta["bwd_k_split" if bwd else "k_split"] and L.B * L.H * L.NV < sm_count(q.device):
+        return Launch(meta, q, v, chunk_size, scale, use_h0, use_ht, v_split=v_split, k_split=True)
+    return L
 
 
 def backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_token, schedule=None):
@@ -287,9 +306,8 @@ def _backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_t
     else:
         if staged:
             L.run(compiled.module.bwd_prep, (NT, 1, B * H), ptrs)
-        scan = Launch(compiled.meta, q, v, chunk_size, scale, h0s is not None, dhts is not None,
-                      v_split=compiled.meta["bwd_v_split"])
-        scan.run(compiled.module.bwd_states, (scan.NV, B * H), ptrs)
+        scan = scan_launch(compiled, q, v, chunk_size, scale, h0s is not None, dhts is not None, "backward")
+        scan.run(compiled.module.bwd_states, (scan.NK * scan.NV, B * H), ptrs)
         for name in compiled.meta["split_grad_kernels"] if split else ["bwd_grads"]:
             L.run(getattr(compiled.module, name), (NT, 1, B * H), ptrs)
     dextras = [d.to(e.dtype) if tok else d.sum((0, 1)).to(e.dtype)

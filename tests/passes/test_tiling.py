@@ -2,7 +2,7 @@ import pytest
 from graphs import GraphBuilder, simple_gla_forward
 
 from flexla.ir import C, K, V, Op
-from flexla.passes.tiling import tile, v_split_blocker
+from flexla.passes.tiling import k_split_blocker, tile, v_split_blocker
 
 
 def _separable():
@@ -67,3 +67,32 @@ def test_ops_without_v_do_not_block():
     s = b.add(Op.SUM, b.add(Op.MM, b.add(Op.TRANSPOSE, k), k), dims=(1,), keepdim=False)   # [K]
     c = b.add(Op.CUMSUM, g, dim=0)
     assert v_split_blocker(b.build(s=s, c=c)) is None
+
+
+def _gla_state_update(contract_k: bool):
+    """S_next = exp(g_last) S + (k exp(g_last - g))^T v with g the cumulative sum of a [C, K] gate;
+    contract_k adds the delta rule's w S, a product over K."""
+    b = GraphBuilder()
+    S, k, v, g = b.input("S", (K, V)), b.input("k", (C, K)), b.input("v", (C, V)), b.input("g", (C, K))
+    gc = b.add(Op.CUMSUM, g, dim=0)
+    last = b.add(Op.SELECT, gc, dim=0, index=-1)
+    kd = b.add(Op.MUL, k, b.add(Op.EXP, b.add(Op.SUB, last, gc)))
+    v_new = b.add(Op.SUB, v, b.add(Op.MM, k, S, name="wS")) if contract_k else v
+    kv = b.add(Op.MM, b.add(Op.TRANSPOSE, kd), v_new)
+    return b.build(S_next=b.add(Op.ADD, b.add(Op.MUL, S, b.add(Op.UNSQUEEZE, b.add(Op.EXP, last), dim=1)), kv))
+
+
+def test_scan_separable_along_k_through_chunk_sums_and_products():
+    assert k_split_blocker(_gla_state_update(contract_k=False)) is None
+
+
+def test_a_product_contracting_k_blocks_the_k_split():
+    assert k_split_blocker(_gla_state_update(contract_k=True)).startswith("wS = mm")
+
+
+def test_a_sum_over_k_blocks_the_k_split():
+    b = GraphBuilder()
+    S, k = b.input("S", (K, V)), b.input("k", (C, K))
+    norm = b.add(Op.SUM, b.add(Op.MUL, k, k), dims=(1,), keepdim=True, name="norm")     # [C, 1]
+    kv = b.add(Op.MM, b.add(Op.TRANSPOSE, b.add(Op.DIV, k, norm)), b.input("v", (C, V)))
+    assert k_split_blocker(b.build(S_next=b.add(Op.ADD, S, kv))).startswith("norm = sum")
