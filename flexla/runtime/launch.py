@@ -15,9 +15,9 @@ from . import tuning
 
 # FLEXLA_OUTPUT_V_SPLIT forces the output kernel's V split (output_launch), for experiments
 OUTPUT_V_SPLIT = os.environ.get("FLEXLA_OUTPUT_V_SPLIT", "auto")
-# the K slice of a state scan split along K (scan_launch); FLEXLA_SCAN_BK sets it (experiments,
-# and checks at small K)
-SCAN_BK = int(os.environ.get("FLEXLA_SCAN_BK", "64"))
+# the narrowest K slice of a state scan split along K (scan_launch); FLEXLA_SCAN_BK sets it
+# (experiments, and checks at small K)
+SCAN_BK = int(os.environ.get("FLEXLA_SCAN_BK", "32"))
 DOT_DTYPES = {torch.bfloat16: tl.bfloat16, torch.float16: tl.float16, torch.float32: tl.float32,
               torch.float64: tl.float64}
 
@@ -77,13 +77,13 @@ def between_kernels(x, in_input_dtype: bool):
 class Launch:
     """Sizes and constexprs shared by every kernel of one call."""
 
-    def __init__(self, meta, q, v, chunk_size, scale, use_h0, use_ht, v_split=None, k_split=False):
+    def __init__(self, meta, q, v, chunk_size, scale, use_h0, use_ht, v_split=None, k_split=None):
         self.variant, self.device = meta["variant"], q.device
         self.gated = set(meta["gated_kernels"])
         self.B, self.T, HQK, self.K = q.shape
         self.H, self.V = v.shape[2], v.shape[-1]          # q and k may have fewer heads (GQA)
         split = meta["v_split"] if v_split is None else v_split
-        bs = block_sizes(chunk_size, self.K, self.V, split, max_bk=SCAN_BK if k_split else None)
+        bs = block_sizes(chunk_size, self.K, self.V, split, max_bk=k_split)   # k_split: the K slice, if any
         self.NK, self.NV, self.NT = bs.pop("NK"), bs.pop("NV"), triton.cdiv(self.T, chunk_size)
         self.consts = dict(
             scale=float(scale), T=self.T, H=self.H, G=self.H // HQK, NT=self.NT, K=self.K, V=self.V, **bs,
@@ -230,13 +230,18 @@ def scan_launch(compiled, q, v, chunk_size, scale, use_h0, use_ht, direction: st
     """A state scan's launch. Its programs walk every chunk in order, one per (batch*head, V
     slice), so with a long sequence and few heads they leave most of the GPU idle and each step's
     latency adds up; where the compiler found the scan separable along K (passes/tiling.py), K is
-    then split too: more programs, each with a smaller step (as FLA's state kernels tile K and V)."""
+    then split too, into the fewest slices (down to SCAN_BK wide) that give every SM a program:
+    more programs, each with a smaller step (FLA's state kernels tile K and V in 64s)."""
     meta, bwd = compiled.meta, direction == "backward"
     v_split = meta["bwd_v_split"] if bwd else None
     L = Launch(meta, q, v, chunk_size, scale, use_h0, use_ht, v_split=v_split)
-    if meta["bwd_k_split" if bwd else "k_split"] and L.B * L.H * L.NV < sm_count(q.device):
-        return Launch(meta, q, v, chunk_size, scale, use_h0, use_ht, v_split=v_split, k_split=True)
-    return L
+    sms, programs = sm_count(q.device), L.B * L.H * L.NV
+    if not meta["bwd_k_split" if bwd else "k_split"] or programs >= sms:
+        return L
+    bk = L.consts["BK"]
+    while bk > SCAN_BK and programs * triton.cdiv(L.K, bk) < sms:
+        bk //= 2
+    return Launch(meta, q, v, chunk_size, scale, use_h0, use_ht, v_split=v_split, k_split=bk)
 
 
 def backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_token, schedule=None):
