@@ -78,10 +78,14 @@ def test_scans_split_along_k_give_the_same_results(name, monkeypatch, rel):
 
 @pytest.mark.parametrize("B, H, NK", [(8, 16, 1), (2, 16, 4), (1, 16, 4), (1, 64, 2)])
 def test_scan_splits_k_until_every_sm_has_a_program(B, H, NK, monkeypatch):
-    """On 132 SMs with K = V = 128 (V in two slices): 256 programs need no K split; 64 take four K
-    slices (256); 32 stop at the narrowest slice (four, 128 programs); 128 take two."""
+    """On 132 SMs with K = V = 128 (V in two slices), slices down to 32 wide: 256 programs need no
+    K split; 64 take four K slices (256); 32 stop at the narrowest slice (four, 128 programs); 128
+    take two."""
     monkeypatch.setattr(launch, "sm_count", lambda device: 132)
+    monkeypatch.setattr(launch, "SCAN_BK", 32)
     q, v = torch.zeros(B, 64, H, 128), torch.zeros(B, 64, H, 128)
     scan = launch.scan_launch(get("gla").compile(), q, v, 64, 1.0, False, False, "forward")
     assert (scan.NK, scan.NV, scan.consts["BK"]) == (NK, 2, 128 // NK)
     assert launch.scan_launch(get("delta_rule").compile(), q, v, 64, 1.0, False, False, "forward").NK == 1
+    monkeypatch.setattr(launch, "SCAN_BK", 64)                # the default: slices of 64 at most
+    assert launch.scan_launch(get("gla").compile(), q, v, 64, 1.0, False, False, "forward").NK == min(NK, 2)

@@ -17,7 +17,7 @@ from . import tuning
 OUTPUT_V_SPLIT = os.environ.get("FLEXLA_OUTPUT_V_SPLIT", "auto")
 # the narrowest K slice of a state scan split along K (scan_launch); FLEXLA_SCAN_BK sets it
 # (experiments, and checks at small K)
-SCAN_BK = int(os.environ.get("FLEXLA_SCAN_BK", "32"))
+SCAN_BK = int(os.environ.get("FLEXLA_SCAN_BK", "64"))
 DOT_DTYPES = {torch.bfloat16: tl.bfloat16, torch.float16: tl.float16, torch.float32: tl.float32,
               torch.float64: tl.float64}
 
@@ -231,7 +231,8 @@ def scan_launch(compiled, q, v, chunk_size, scale, use_h0, use_ht, direction: st
     slice), so with a long sequence and few heads they leave most of the GPU idle and each step's
     latency adds up; where the compiler found the scan separable along K (passes/tiling.py), K is
     then split too, into the fewest slices (down to SCAN_BK wide) that give every SM a program:
-    more programs, each with a smaller step (FLA's state kernels tile K and V in 64s)."""
+    more programs, each with a smaller step (FLA's state kernels tile K and V in 64s). Slices of 64
+    are what the H200 timed; 32 passed the GPU check but was not timed."""
     meta, bwd = compiled.meta, direction == "backward"
     v_split = meta["bwd_v_split"] if bwd else None
     L = Launch(meta, q, v, chunk_size, scale, use_h0, use_ht, v_split=v_split)
