@@ -89,3 +89,30 @@ def test_scan_splits_k_until_every_sm_has_a_program(B, H, NK, monkeypatch):
     assert launch.scan_launch(get("delta_rule").compile(), q, v, 64, 1.0, False, False, "forward").NK == 1
     monkeypatch.setattr(launch, "SCAN_BK", 64)                # the default: slices of 64 at most
     assert launch.scan_launch(get("gla").compile(), q, v, 64, 1.0, False, False, "forward").NK == min(NK, 2)
+
+
+def test_scans_split_along_k_at_the_default_slices(monkeypatch, rel):
+    """K = V = 128 in two K slices of 64 (what the GPU runs for few heads), forward and backward
+    scans, against the float64 recurrence."""
+    from recurrences import gla_ref
+    monkeypatch.setattr(launch, "sm_count", lambda device: 1000)
+    gen = torch.Generator().manual_seed(3)
+    r = lambda *s: torch.randn(*s, generator=gen)
+    inputs = [r(1, 40, 1, 128), r(1, 40, 1, 128), r(1, 40, 1, 128),
+              torch.nn.functional.logsigmoid(r(1, 40, 1, 128) + 2) / 4, r(1, 1, 128, 128)]
+    variant = get("gla")
+    old = variant.schedule, variant.chunk_size
+    variant.schedule, variant.chunk_size = "chunk", 16
+    try:
+        assert launch.scan_launch(variant.compile(), inputs[0], inputs[2], 16, 1.0, True, True, "backward").NK == 2
+        xs = [x.clone().requires_grad_() for x in inputs]
+        o, ht = variant(*xs[:4], initial_state=xs[4], output_final_state=True)
+        (o.square().sum() + ht.sum()).backward()
+    finally:
+        variant.schedule, variant.chunk_size = old
+    xr = [x.double().requires_grad_() for x in inputs]
+    ro, rht = gla_ref(*xr[:4], initial_state=xr[4], output_final_state=True)
+    (ro.square().sum() + rht.sum()).backward()
+    assert rel(o, ro) < 1e-5 and rel(ht, rht) < 1e-5
+    for a, b in zip(xs, xr):
+        assert rel(a.grad, b.grad) < 1e-5
