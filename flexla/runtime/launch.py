@@ -25,13 +25,13 @@ DOT_DTYPES = {torch.bfloat16: tl.bfloat16, torch.float16: tl.float16, torch.floa
 def block_sizes(C: int, K: int, V: int, v_split: bool, max_bv: int = 64, max_bk: int | None = None) -> dict:
     """Tiles of a launch: V whole or (where the compiler found V separable, passes/tiling.py) in
     slices of at most max_bv; K whole, or for a state scan split along K, in slices of max_bk."""
-    BK = max(16, triton.next_power_of_2(K))
-    BV = max(16, triton.next_power_of_2(V))
+    BK = max(16, tuning.pow2(K))
+    BV = max(16, tuning.pow2(V))
     if v_split:
         BV = min(BV, max_bv)
     if max_bk:
         BK = min(BK, max(16, max_bk))
-    return {"BC": C, "BK": BK, "BV": BV, "NK": triton.cdiv(K, BK), "NV": triton.cdiv(V, BV)}
+    return {"BC": C, "BK": BK, "BV": BV, "NK": tuning.cdiv(K, BK), "NV": tuning.cdiv(V, BV)}
 
 
 def poison() -> bool:
@@ -84,7 +84,7 @@ class Launch:
         self.H, self.V = v.shape[2], v.shape[-1]          # q and k may have fewer heads (GQA)
         split = meta["v_split"] if v_split is None else v_split
         bs = block_sizes(chunk_size, self.K, self.V, split, max_bk=k_split)   # k_split: the K slice, if any
-        self.NK, self.NV, self.NT = bs.pop("NK"), bs.pop("NV"), triton.cdiv(self.T, chunk_size)
+        self.NK, self.NV, self.NT = bs.pop("NK"), bs.pop("NV"), tuning.cdiv(self.T, chunk_size)
         self.consts = dict(
             scale=float(scale), T=self.T, H=self.H, G=self.H // HQK, NT=self.NT, K=self.K, V=self.V, **bs,
             MASK_C=self.T % chunk_size != 0, MASK_K=self.K != bs["BK"], MASK_V=self.V % bs["BV"] != 0,
@@ -240,7 +240,7 @@ def scan_launch(compiled, q, v, chunk_size, scale, use_h0, use_ht, direction: st
     if not meta["bwd_k_split" if bwd else "k_split"] or programs >= sms:
         return L
     bk = L.consts["BK"]
-    while bk > SCAN_BK and programs * triton.cdiv(L.K, bk) < sms:
+    while bk > SCAN_BK and programs * tuning.cdiv(L.K, bk) < sms:
         bk //= 2
     return Launch(meta, q, v, chunk_size, scale, use_h0, use_ht, v_split=v_split, k_split=bk)
 
@@ -263,11 +263,11 @@ def backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_to
     cap = os.environ.get("FLEXLA_BACKWARD_CHUNK")
     B, T, H = v.shape[:3]
     # the search compares chunks of the chunk-parallel backward; a fused one keeps the variant's chunk
-    fused = choose_schedule(B, H, triton.cdiv(T, chunk_size), 1, sm_count(q.device), schedule) == "fused"
+    fused = choose_schedule(B, H, tuning.cdiv(T, chunk_size), 1, sm_count(q.device), schedule) == "fused"
     if cap or q.device.type != "cuda" or chunk_size < 32 or fused:
         return at((min(chunk_size, int(cap or chunk_size)), split_exists))
     key = "|".join([device_name(q.device), triton.__version__, compiled.key, "backward chunk",
-                    tuning.pass_bucket(q.shape[-1], v.shape[-1], q.dtype, B * H, triton.cdiv(T, chunk_size))])
+                    tuning.pass_bucket(q.shape[-1], v.shape[-1], q.dtype, B * H, tuning.cdiv(T, chunk_size))])
     ways = [(chunk_size, split_exists), (chunk_size // 2, False)]
     name_of = lambda way: f"{way[0]} {'split' if way[1] else 'whole'}"
     return at(tuning.search(key, ways, at, what=f"{compiled.meta['variant']} backward", unit="chunk and gradient kernels",

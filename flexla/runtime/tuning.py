@@ -58,8 +58,14 @@ def candidates(kernel_name: str, consts: dict) -> list[tuple]:
     return PER_CHUNK_CANDIDATES if min(consts["BK"], consts["BV"]) >= 64 else PER_CHUNK_CANDIDATES[:1]
 
 
-def _pow2(n) -> int:
-    return triton.next_power_of_2(max(int(n), 1))
+def pow2(n) -> int:
+    """The smallest power of two >= n (n >= 1). Plain Python: triton.next_power_of_2 goes through
+    Triton's jit dispatch, microseconds on every launch."""
+    return 1 << (max(int(n), 1) - 1).bit_length()
+
+
+def cdiv(a: int, b: int) -> int:
+    return -(-a // b)
 
 
 def bucket(kernel_name: str, consts: dict, grid) -> str:
@@ -67,9 +73,9 @@ def bucket(kernel_name: str, consts: dict, grid) -> str:
     programs = 1
     for g in grid:
         programs *= g
-    parts = [consts[k] for k in ("K", "V", "BC", "BK", "BV", "DOT_DTYPE")] + [_pow2(programs)]
+    parts = [consts[k] for k in ("K", "V", "BC", "BK", "BV", "DOT_DTYPE")] + [pow2(programs)]
     if kernel_name in LOOPING:
-        parts.append(_pow2(consts["NT"]))
+        parts.append(pow2(consts["NT"]))
     return "/".join(map(str, parts))
 
 
@@ -149,7 +155,7 @@ def search(key: str | None, cands: list, run, timer=cuda_time, what: str = "", u
 
 def pass_bucket(K: int, V: int, dtype, BH: int, NT: int) -> str:
     """A whole pass's bucket (its chunk size): head dims, dtype, powers of two of B*H and chunks."""
-    return f"{K}/{V}/{dtype}/{_pow2(BH)}/{_pow2(NT)}"
+    return f"{K}/{V}/{dtype}/{pow2(BH)}/{pow2(NT)}"
 
 
 def _fits(launch, cfg) -> bool:
