@@ -2,7 +2,7 @@
 retried at half the chunk size, with the same results; the interpreter never runs out, so the
 launcher is made to refuse chunks above 32 here."""
 import torch
-from triton.runtime.errors import OutOfResources
+from triton.runtime.errors import OutOfResources, PTXASError
 
 from flexla import ops
 from flexla.runtime import launch
@@ -43,6 +43,19 @@ def test_too_big_chunk_falls_back_to_a_smaller_one(monkeypatch, rel, capsys):
     o, _ = ops.chunk_simple_gla(*xs[:3], g=xs[3])
     torch.autograd.grad((o * w).sum(), xs)
     assert set(chunks) == {32}
+
+
+def test_a_chunk_ptxas_cannot_build_falls_back_too(monkeypatch, capsys):
+    monkeypatch.setattr(launch, "_FITTING_CHUNK", {})
+    asked = []
+
+    def builds_below_64(chunk):
+        asked.append(chunk)
+        if chunk >= 64:
+            raise PTXASError("Internal Triton PTX codegen error")
+        return chunk
+    assert launch.with_fitting_chunk(builds_below_64, ("v", "backward"), 64) == 32
+    assert asked == [64, 32] and "does not build at chunk 64" in capsys.readouterr().err
 
 
 def test_out_of_resources_at_the_smallest_chunk_is_raised(monkeypatch):

@@ -4,7 +4,7 @@ a stand-in here (the search only runs on a GPU)."""
 import json
 
 import pytest
-from triton.runtime.errors import OutOfResources
+from triton.runtime.errors import OutOfResources, PTXASError
 
 from flexla.runtime import tuning
 
@@ -52,6 +52,13 @@ def test_a_config_that_does_not_fit_is_skipped():
         if cfg == (8, 1):
             raise OutOfResources(300_000, 232_448, "shared memory")
     assert tuning.choose("bwd_grads", "k3", launch, CONSTS, lambda fn: fn() or 1.0) == (4, 1)
+
+
+def test_a_config_ptxas_cannot_build_is_skipped():
+    def launch(cfg):
+        if cfg == (4, 1):
+            raise PTXASError("Internal Triton PTX codegen error")
+    assert tuning.choose("bwd_grads", "k3b", launch, CONSTS, lambda fn: fn() or 1.0) == (8, 1)
 
 
 def test_no_config_fits_raises_for_the_smaller_chunk_fallback():

@@ -8,7 +8,7 @@ import sys
 import torch
 import triton
 import triton.language as tl
-from triton.runtime.errors import OutOfResources
+from triton.runtime.errors import OutOfResources, PTXASError
 
 from ..passes.schedule import choose_schedule
 from . import tuning
@@ -121,19 +121,21 @@ def with_fitting_chunk(run, key, chunk_size):
     """run(chunk) at the largest power-of-two chunk <= chunk_size whose kernels fit in the device's
     shared memory. Triton only knows a kernel's footprint once compiled for the device (e.g. KDA's
     backward at K = V = 128 needs 272 KB at chunk 64, over an H200's 227 KB), so a launch that does
-    not fit is retried at half the chunk: the result is the same, only the tiling changes. The chunk
-    that fitted is remembered per key and asked-for chunk (the backward asks for two when it
-    searches its chunk), so later calls go straight to it."""
+    not fit is retried at half the chunk: the result is the same, only the tiling changes; so is one
+    that ptxas cannot build (register pressure). The chunk that fitted is remembered per key and
+    asked-for chunk (the backward asks for two when it searches its chunk), so later calls go
+    straight to it."""
     key = (*key, chunk_size)
     chunk = min(chunk_size, _FITTING_CHUNK.get(key, chunk_size))
     while True:
         try:
             out = run(chunk)
-        except OutOfResources as e:
+        except (OutOfResources, PTXASError) as e:
             if chunk <= 16:
                 raise
-            print(f"flexla: {key[0]} {key[1]} needs {e.required} bytes of shared memory at chunk {chunk} "
-                  f"(the device has {e.limit}); using chunk {chunk // 2}", file=sys.stderr)
+            why = (f"needs {e.required} bytes of shared memory at chunk {chunk} (the device has {e.limit})"
+                   if isinstance(e, OutOfResources) else f"does not build at chunk {chunk} ({e})")
+            print(f"flexla: {key[0]} {key[1]} {why}; using chunk {chunk // 2}", file=sys.stderr)
             chunk //= 2
             continue
         _FITTING_CHUNK[key] = chunk

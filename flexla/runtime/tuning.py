@@ -33,10 +33,13 @@ import sys
 
 import torch
 import triton
-from triton.runtime.errors import OutOfResources
+from triton.runtime.errors import OutOfResources, PTXASError
 
 from ..codegen import cache
 
+# what a candidate that the device cannot run raises: too much shared memory, or ptxas giving up
+# (register pressure: GLA's one-kernel gradient at K = V = 256 and chunk 64 on sm_90)
+CANNOT_RUN = (OutOfResources, PTXASError)
 LOOPING = {"chunk_states", "bwd_states", "fused_fwd", "bwd"}
 LOOP_CANDIDATES = [(4, 1), (4, 3)]
 PER_CHUNK_CANDIDATES = [(4, 1), (8, 1)]
@@ -141,7 +144,7 @@ def search(key: str | None, cands: list, run, timer=cuda_time, what: str = "", u
     for c in cands:
         try:
             times[c] = timer(lambda: run(c))
-        except OutOfResources as e:      # this candidate does not fit; another may
+        except CANNOT_RUN as e:          # this candidate does not fit or build; another may
             last_error = e
     if not times:
         raise last_error
@@ -162,7 +165,7 @@ def _fits(launch, cfg) -> bool:
     try:
         launch(cfg)
         return True
-    except OutOfResources:
+    except CANNOT_RUN:
         return False
 
 
