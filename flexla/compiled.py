@@ -60,8 +60,8 @@ def warm_key(name: str, extras: list[Extra], states: list[State], callbacks: dic
     if source is None:
         return None
     h = hashlib.sha256(b"warm")
-    for part in (compiler_fingerprint(), options.fingerprint(), triton.__version__, torch.__version__, device_name(), name,
-                 repr([(e.name, e.tile) for e in extras]), repr([(s.name, s.tile) for s in states]), source):
+    for part in (compiler_fingerprint(), options.fingerprint(), triton.__version__, torch.__version__, device_name(),
+                 name, repr([(e.name, e.tile) for e in extras]), repr([(s.name, s.tile) for s in states]), source):
         h.update(part.encode())
     return h.hexdigest()[:32]
 

@@ -79,9 +79,6 @@ def staged_meta(staged: list[str], graph: Graph, readers: list) -> list[tuple]:
             for n in staged]
 
 
-
-
-
 def compile_variant(name: str, callbacks: dict, extras: list[Extra], states: list[State] = DEFAULT_STATES,
                     warm: str | None = None) -> Compiled:
     """Trace, optimise and render (or find by its graphs' key) the module of these callbacks. The

@@ -8,7 +8,7 @@ import sys
 import torch
 import triton
 import triton.language as tl
-from triton.runtime.errors import OutOfResources, PTXASError
+from triton.runtime.errors import OutOfResources
 
 from ..passes.schedule import choose_schedule
 from . import tuning
@@ -130,7 +130,7 @@ def with_fitting_chunk(run, key, chunk_size):
     while True:
         try:
             out = run(chunk)
-        except (OutOfResources, PTXASError) as e:
+        except tuning.CANNOT_RUN as e:
             if chunk <= 16:
                 raise
             why = (f"needs {e.required} bytes of shared memory at chunk {chunk} (the device has {e.limit})"
@@ -166,7 +166,8 @@ def _forward(compiled, q, k, v, extras, scale, h0s, want_ht, chunk_size, schedul
     per_state = [x for i in range(len(tiles)) for x in (h0s[i] if h0s is not None else q,
                                                         hts[i] if hts is not None else q, states[i])]
     staged = staged_buffers(meta["staged"], L, q, chunk_size) if sched == "chunk" else [q] * len(meta["staged"])
-    ptrs = [q, k, v, *extras, o, *per_state, *staged, gate_flags(compiled, L)]
+    flags = gate_flags(compiled, L, ["chunk_prep", "chunk_output"] if sched == "chunk" else [])
+    ptrs = [q, k, v, *extras, o, *per_state, *staged, flags]
     if sched == "fused":
         L.run(mod.fused_fwd, (NV, B * H), ptrs)
     else:
@@ -193,10 +194,11 @@ def staged_buffers(entries, L: Launch, q, chunk_size):
             for _, dims, low in entries]
 
 
-def gate_flags(compiled, L: Launch):
+def gate_flags(compiled, L: Launch, kernels):
     """The chunks a fast pass found to need the gated helpers' blocked path, one int32 per chunk
-    (zeroed; only written where a gate moves by more than e^80 inside a chunk)."""
-    if not compiled.meta["gated_kernels"]:
+    (zeroed; only written where a gate moves by more than e^80 inside a chunk). Only where one of
+    `kernels`, those the pass launches, is gated: otherwise no kernel reads it."""
+    if not set(kernels) & set(compiled.meta["gated_kernels"]):
         return torch.empty(1, dtype=torch.int32, device=L.device)
     return torch.zeros(L.B * L.H * L.NT, dtype=torch.int32, device=L.device)
 
@@ -215,7 +217,7 @@ def chunk_states(compiled, q, k, v, extras, scale, h0s, chunk_size):
               for t, low in zip(compiled.meta["states"], compiled.meta["bwd_states_in_input_dtype"])]
     per_state = [x for i, st in enumerate(states) for x in (h0s[i] if h0s is not None else q, q, st)]
     staged = staged_buffers(compiled.meta["staged"], L, q, chunk_size)
-    ptrs = [q, k, v, *extras, q, *per_state, *staged, gate_flags(compiled, L)]
+    ptrs = [q, k, v, *extras, q, *per_state, *staged, gate_flags(compiled, L, ["chunk_prep"])]
     scan_states(compiled, q, v, chunk_size, scale, L, ptrs, bool(staged))
     return states
 
@@ -272,8 +274,8 @@ def backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_to
                     tuning.pass_bucket(q.shape[-1], v.shape[-1], q.dtype, B * H, tuning.cdiv(T, chunk_size))])
     ways = [(chunk_size, split_exists), (chunk_size // 2, False)]
     name_of = lambda way: f"{way[0]} {'split' if way[1] else 'whole'}"
-    return at(tuning.search(key, ways, at, what=f"{compiled.meta['variant']} backward", unit="chunk and gradient kernels",
-                            name_of=name_of))
+    return at(tuning.search(key, ways, at, what=f"{compiled.meta['variant']} backward",
+                            unit="chunk and gradient kernels", name_of=name_of))
 
 
 def _backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_token, schedule, split):
@@ -308,7 +310,9 @@ def _backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_t
                                                         dh0s[i] if dh0s is not None else q)]
     staged = (staged_buffers(compiled.meta["bwd_staged"], L, q, chunk_size) if sched == "chunk"
               else [q] * len(compiled.meta["bwd_staged"]))
-    ptrs = [q, k, v, *extras, do, *per_state, dq, dk, dv, *dextras, *staged, gate_flags(compiled, L)]
+    grads = compiled.meta["split_grad_kernels"] if split else ["bwd_grads"]
+    flags = gate_flags(compiled, L, ["bwd_prep", *grads] if sched == "chunk" else [])
+    ptrs = [q, k, v, *extras, do, *per_state, dq, dk, dv, *dextras, *staged, flags]
     if sched == "fused":
         L.run(compiled.module.bwd, (1, B * H), ptrs)
     else:
@@ -316,7 +320,7 @@ def _backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_t
             L.run(compiled.module.bwd_prep, (NT, 1, B * H), ptrs)
         scan = scan_launch(compiled, q, v, chunk_size, scale, h0s is not None, dhts is not None, "backward")
         scan.run(compiled.module.bwd_states, (scan.NK * scan.NV, B * H), ptrs)
-        for name in compiled.meta["split_grad_kernels"] if split else ["bwd_grads"]:
+        for name in grads:
             L.run(getattr(compiled.module, name), (NT, 1, B * H), ptrs)
     dextras = [d.to(e.dtype) if tok else d.sum((0, 1)).to(e.dtype)
                for d, e, tok in zip(dextras, extras, per_token)]
