@@ -169,7 +169,7 @@ class Lowering:
 
     def mm(self, n: Node, a_name: str, b_name: str) -> str:
         (m, k), (_, nn) = self.shape(a_name), self.shape(b_name)
-        a, b = keep(self.ref(a_name), (m, k), 1), keep(self.ref(b_name), (k, nn), 0)
+        a, b = keep(self.ref(a_name), (m, k), 1), keep(self.ref(b_name), (k, nn), 0)   # for the vector cases
         if k == 1:
             return f"({a} * {b})"
         if m == 1:
@@ -177,7 +177,18 @@ class Lowering:
         if nn == 1:
             return f"tl.sum({a} * tl.trans({b}), axis=1)[:, None]"
         dt = "DOT_DTYPE" if n.a.get("operand_dtype", "input") == "input" else "ACC"
-        return f"tl.dot(({a}).to({dt}), ({b}).to({dt}), input_precision=DOT_PRECISION, out_dtype=ACC)"
+        return f"tl.dot({self.operand(a_name, 1, dt)}, {self.operand(b_name, 0, dt)}, input_precision=DOT_PRECISION, out_dtype=ACC)"
+
+    def operand(self, name: str, axis: int, dt: str) -> str:
+        """A product's operand, its contracted `axis` masked, cast to the operand dtype. A transposed
+        operand is cast before the transposition: the cast then meets the load's widening and Triton
+        drops both, so the tile goes from memory to shared memory by an asynchronous, pipelined copy
+        and is transposed there (cast after, a scan's k^T was loaded synchronously every step)."""
+        n = self.g[name]
+        if n.op is Op.TRANSPOSE and len(self.shape(n.inputs[0])) == 2:
+            src = n.inputs[0]
+            return f"tl.trans(({keep(self.ref(src), self.shape(src), 1 - axis)}).to({dt}))"
+        return f"({keep(self.ref(name), self.shape(name), axis)}).to({dt})"
 
 
 def lines(graph: Graph, names: list[str]) -> list[str]:
