@@ -44,17 +44,39 @@ class Access:
 
     @property
     def tile_offset(self) -> str:
+        return self.tile_offset_at("i_n")
+
+    def tile_offset_at(self, chunk: str) -> str:
         """A staged tile, stored whole per chunk: [B*H, NT, *dims] (C rows padded to BC)."""
+        if not self.shape:                          # a scalar per chunk
+            return f"(i_bh * NT + {chunk})"
         (size0, lanes0, _), *rest = [TILE_DIMS[d] for d in self.shape]
-        base = f"(i_bh * NT + i_n).to(tl.int64) * {size0} + {lanes0}"
+        base = f"(i_bh * NT + {chunk}).to(tl.int64) * {size0} + {lanes0}"
         if not rest:
             return base
         size1, lanes1, _ = rest[0]
         return f"({base})[:, None] * {size1} + {lanes1}[None, :]"
 
     @property
+    def ahead(self) -> bool:
+        """Loaded one chunk ahead in loops over chunks (_macros.jinja, load_ahead): a vector or
+        scalar per chunk, too small for Triton to pipeline."""
+        return (self.kind == "token" and not self.feature) or (self.kind == "chunk_tile" and len(self.shape) <= 1)
+
+    def ahead_addr(self, p: str) -> str:
+        """Its address in the chunk whose index, row and lane names start with `p`."""
+        if self.kind == "token":
+            return f"{self.ptr} + {p}_row"
+        return f"{self.ptr} + {self.tile_offset_at(p + '_n')}"
+
+    def ahead_mask(self, p: str) -> str:
+        return f"{p}_t < T" if self.kind == "token" else self.tile_mask
+
+    @property
     def tile_mask(self) -> str:
         masks = [TILE_DIMS[d][2] for d in self.shape]
+        if not masks:
+            return ""
         if len(masks) == 1 or not any(masks):
             return masks[0] or ""
         return " & ".join(f"{m}{'[:, None]' if i == 0 else '[None, :]'}" for i, m in enumerate(masks) if m)

@@ -16,7 +16,7 @@ RESERVED = {"T", "H", "K", "V", "NT", "BC", "BK", "BV", "ACC", "scale", "tl", "t
 
 
 def var(name: str) -> str:
-    return f"x_{name}" if name in RESERVED or name.startswith(("i_", "m_", "o_")) else name
+    return f"x_{name}" if name in RESERVED or name.startswith(("i_", "m_", "o_", "next_", "first_")) else name
 
 
 def dim_name(d) -> str | None:

@@ -16,7 +16,10 @@ The state kernel's loop is sequential, so work in it that does not depend on S s
 path. Chunk tensors that feed the state update but take [C, C] work to compute (a score matrix, a
 triangular inverse: the delta rule's w and u) are "staged": a chunk-parallel prep kernel computes
 them once and the state and output kernels read them back (FLA precomputes w and u the same way).
-The backward's reverse scan stages its own such tensors.
+The backward's reverse scan stages its own such tensors. So are small ones (a [C] or [K] vector, a
+scalar per chunk) computed by mixing a chunk's rows (a cumulative sum of gates, the last row of
+one): in a Triton program every such scan or reduction goes through shared memory and a barrier,
+so each step of the scan waited for several of them; read back, they cost a few bytes per row.
 """
 from __future__ import annotations
 
@@ -83,17 +86,37 @@ def quadratic(node: Node) -> bool:
     return sum(d == C for d in node.shape) >= 2
 
 
+def mixes_rows(graph: Graph, node: Node) -> bool:
+    """A scan or reduction along the chunk dim: it combines the rows of a chunk."""
+    src = [graph[i].shape for i in node.inputs]
+    if node.op in (Op.CUMSUM, Op.REVCUMSUM, Op.SELECT):
+        return src[0][node.a["dim"]] == C
+    if node.op in (Op.SUM, Op.MAX):
+        return any(src[0][d] == C for d in node.a["dims"])
+    return node.op is Op.MM and src[0][-1] == C
+
+
 def staged_tensors(scan: Graph) -> list[str]:
     """The chunk tensors a sequential scan should read rather than compute: independent of the
-    carried state, used by the state-dependent work, and computed through a [C, C] tile. A
-    candidate as large as a state ([K, V], no chunk dim) would cost a state's bytes per chunk, so
-    its operands are staged instead and the scan does that last product itself."""
+    carried state, used by the state-dependent work, and either computed through a [C, C] tile or
+    small (rank 0 or 1) and computed by mixing a chunk's rows. A candidate as large as a state ([K,
+    V], no chunk dim) would cost a state's bytes per chunk, so its operands are staged instead and
+    the scan does that last product itself; a [C, K] one without [C, C] work is computed in the
+    scan, but the small tensors it is built from may be staged."""
     s_dep = scan.descendants([s for s in state_inputs(scan) if s in scan])
     staged: set[str] = set()
 
     def stage(name: str):
         n = scan[name]
-        if n.op in (Op.INPUT, Op.CONST) or not any(quadratic(scan[a]) for a in scan.ancestors([name])):
+        if n.op in (Op.INPUT, Op.CONST):
+            return
+        ancestors = [scan[a] for a in scan.ancestors([name])]
+        if not any(quadratic(a) for a in ancestors):
+            if len(n.shape) <= 1 and any(mixes_rows(scan, a) for a in ancestors):
+                staged.add(name)
+            elif len(n.shape) == 2:
+                for i in n.inputs:
+                    stage(i)
             return                                  # cheap enough to compute in the scan
         if len(n.shape) == 2 and C not in n.shape:
             for i in n.inputs:

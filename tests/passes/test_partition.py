@@ -47,11 +47,14 @@ def test_split_phases_node_needed_by_o_and_s_next_is_merge():
 def test_partition_forward_kernels(gla):
     graph, n = gla
     plans = partition_forward(graph)
-    assert list(plans) == ["fused_fwd", "chunk_states", "chunk_output"]
+    assert list(plans) == ["fused_fwd", "chunk_prep", "chunk_states", "chunk_output"]
     assert all(isinstance(p, KernelPlan) and p.name == k for k, p in plans.items())
     for p in plans.values():
         verify(p.graph)
-        assert [x.name for x in p.graph.inputs] == ["S", "q", "k", "v", "scale", "g"]
+    # the scan reads the decays the prep kernel wrote instead of the gates' cumulative sum
+    assert plans["chunk_prep"].graph.outputs == {f"stage:{n['kdec']}": n["kdec"], f"stage:{n['d']}": n["d"]}
+    assert [x.name for x in plans["chunk_states"].graph.inputs][-2:] == [n["kdec"], n["d"]]
+    assert [x.name for x in plans["chunk_output"].graph.inputs] == ["S", "q", "k", "v", "scale", "g"]
 
     fused = plans["fused_fwd"]
     assert fused.graph is graph and fused.phases == split_phases(graph)
@@ -60,8 +63,10 @@ def test_partition_forward_kernels(gla):
     assert states.outputs == {"S_next": n["S_next"]}
     for key in INTRA_ONLY_FOR_O + ("inter", "o"):
         assert n[key] not in states, key
-    for key in INTRA_ONLY_FOR_S + ("gc", "S_decayed", "S_next"):
+    for key in ("kk", "kv", "kdec", "d", "S_decayed", "S_next"):
         assert n[key] in states, key
+    for key in ("gc", "glast"):
+        assert n[key] not in states, key
     assert plans["chunk_states"].phases["merge"] == []
     assert plans["chunk_states"].phases["update"] == [n["S_decayed"], n["S_next"]]
 
@@ -74,8 +79,8 @@ def test_partition_forward_kernels(gla):
     assert plans["chunk_output"].phases["update"] == []
     assert plans["chunk_output"].phases["merge"] == [n["inter"], n["o"]]
 
-    # the cumulative gate is the one chunk tensor both kernels need; it is cheap: recomputed
-    assert states.meta["recompute"] == output.meta["recompute"] == {n["gc"]: "recompute"}
+    # the scan reads its decays (staged), so no chunk tensor is computed by both kernels
+    assert states.meta["recompute"] == output.meta["recompute"] == {}
 
 
 def test_recompute_cheap_shared_tensors(gla):
@@ -164,10 +169,20 @@ def test_state_kernel_reads_staged_tensors_instead_of_computing_them():
     assert plans["fused_fwd"].graph is graph and graph["w"].op is Op.MM        # fused recomputes all
 
 
-def test_nothing_staged_without_quadratic_work(gla):
-    graph, _ = gla
+def test_small_tensors_that_mix_rows_are_staged_not_large_ones(gla):
+    graph, n = gla
     states = graph.subgraph({"S_next": graph.outputs["S_next"]})
-    assert staged_tensors(states) == []        # kv = k^T v feeds the update, but is no [C, C] work
+    # kv = k^T v and kk = k * decay feed the update but take no [C, C] work, so the scan computes
+    # them; the decays inside them come from a cumulative sum (rows mixed): read back instead
+    assert staged_tensors(states) == [n["kdec"], n["d"]]
+
+
+def test_nothing_staged_without_row_mixing_or_quadratic_work():
+    """S_next = S * exp(a) + k^T v with a per-head gate: exp(a) is small but mixes no rows."""
+    b = GraphBuilder()
+    S, k, v, a = b.input("S", (K, V)), b.input("k", (C, K)), b.input("v", (C, V)), b.input("a")
+    S_next = b.add(Op.ADD, b.add(Op.MUL, S, b.add(Op.EXP, a)), b.add(Op.MM, b.add(Op.TRANSPOSE, k), v))
+    assert staged_tensors(b.build(S_next=S_next)) == []
 
 
 def test_a_state_sized_candidate_stages_its_operands():
