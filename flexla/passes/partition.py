@@ -101,8 +101,10 @@ def staged_tensors(scan: Graph) -> list[str]:
     carried state, used by the state-dependent work, and either computed through a [C, C] tile or
     small (rank 0 or 1) and computed by mixing a chunk's rows. A candidate as large as a state ([K,
     V], no chunk dim) would cost a state's bytes per chunk, so its operands are staged instead and
-    the scan does that last product itself; a [C, K] one without [C, C] work is computed in the
-    scan, but the small tensors it is built from may be staged."""
+    the scan does that last product itself. A [C, K] one without [C, C] work is staged when it is
+    built on a scan or reduction of [C, K] rows (GLA's k * exp(g_last - cumsum(g))): read back, it
+    replaces the scan's reads of the tiles it was built from; otherwise the scan computes it, and
+    the small tensors it is built from may be staged (simple GLA's per-row decays)."""
     s_dep = scan.descendants([s for s in state_inputs(scan) if s in scan])
     staged: set[str] = set()
 
@@ -112,8 +114,9 @@ def staged_tensors(scan: Graph) -> list[str]:
             return
         ancestors = [scan[a] for a in scan.ancestors([name])]
         if not any(quadratic(a) for a in ancestors):
-            if len(n.shape) <= 1 and any(mixes_rows(scan, a) for a in ancestors):
-                staged.add(name)
+            mixing = [a for a in ancestors if mixes_rows(scan, a)]
+            if mixing and (len(n.shape) <= 1 or (C in n.shape and any(len(a.shape) == 2 for a in mixing))):
+                staged.add(name)                    # small, or built on a [C, K] scan of rows
             elif len(n.shape) == 2:
                 for i in n.inputs:
                     stage(i)

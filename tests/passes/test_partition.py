@@ -198,3 +198,17 @@ def test_a_state_sized_candidate_stages_its_operands():
     plans = partition_backward(scan)
     assert list(plans) == ["bwd", "bwd_prep", "bwd_states", "bwd_grads"]
     assert plans["bwd_states"].graph["Ado"].op is Op.INPUT
+
+
+def test_a_tile_built_on_a_scan_of_rows_is_staged_whole():
+    """GLA's state update: S_next = S * exp(g_last)[:, None] + (k * exp(g_last - cumsum(g)))^T v with
+    a [C, K] gate. The [C, K] cumulative sum would stay in the scan if only the small g_last were
+    staged, so the decayed keys are staged whole (they replace the scan's reads of k and g)."""
+    b = GraphBuilder()
+    S, k, v, g = b.input("S", (K, V)), b.input("k", (C, K)), b.input("v", (C, V)), b.input("g", (C, K))
+    gc = b.add(Op.CUMSUM, g, dim=0)
+    glast = b.add(Op.SELECT, gc, dim=0, index=-1)
+    kdec = b.add(Op.MUL, k, b.add(Op.EXP, b.add(Op.SUB, b.add(Op.UNSQUEEZE, glast, dim=0), gc)), name="kdec")
+    d = b.add(Op.UNSQUEEZE, b.add(Op.EXP, glast, name="d"), dim=1)
+    S_next = b.add(Op.ADD, b.add(Op.MUL, S, d), b.add(Op.MM, b.add(Op.TRANSPOSE, kdec, name="kdec_t"), v))
+    assert staged_tensors(b.build(S_next=S_next)) == ["d", "kdec_t"]
