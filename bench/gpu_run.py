@@ -44,6 +44,7 @@ SHAPES = {  # B, T, H, K, V
     "rest": [(2, 8192, 16, 128, 128), (1, 32768, 16, 128, 128), (4, 4096, 32, 64, 64), (2, 4096, 8, 256, 256)],
     "long": [(1, 32768, 16, 128, 128)],
     "few_heads": [(2, 8192, 16, 128, 128), (1, 32768, 16, 128, 128)],
+    "head_dims": [(4, 4096, 32, 64, 64), (2, 4096, 8, 256, 256)],
 }
 FLA_BWD_REFUSED = {op: "FLA 0.6.0 refuses this backward on Hopper with Triton 3.6 (its issue 640)"
                    for op in ("chunk_simple_gla", "chunk_gated_delta_rule")}
