@@ -115,7 +115,8 @@ def staged_tensors(scan: Graph) -> list[str]:
         ancestors = [scan[a] for a in scan.ancestors([name])]
         if not any(quadratic(a) for a in ancestors):
             mixing = [a for a in ancestors if mixes_rows(scan, a)]
-            if mixing and (len(n.shape) <= 1 or (C in n.shape and any(len(a.shape) == 2 for a in mixing))):
+            big = C in n.shape and any(len(a.shape) == 2 for a in mixing)
+            if mixing and 1 not in n.shape and (len(n.shape) <= 1 or big):
                 staged.add(name)                    # small, or built on a [C, K] scan of rows
             elif len(n.shape) == 2:
                 for i in n.inputs:

@@ -212,3 +212,17 @@ def test_a_tile_built_on_a_scan_of_rows_is_staged_whole():
     d = b.add(Op.UNSQUEEZE, b.add(Op.EXP, glast, name="d"), dim=1)
     S_next = b.add(Op.ADD, b.add(Op.MUL, S, d), b.add(Op.MM, b.add(Op.TRANSPOSE, kdec, name="kdec_t"), v))
     assert staged_tensors(b.build(S_next=S_next)) == ["d", "kdec_t"]
+
+
+def test_tiles_with_a_unit_dim_are_not_staged_but_what_they_are_built_from():
+    """S_next = S + k^T ((v - k S) * exp(rowsum)[:, None]), rowsum a row sum of a [C, K] cumulative
+    gate: the S-dependent product takes the [C, 1] column directly, a tile with a broadcast dim,
+    which has no staged layout; the [C] vector it is unsqueezed from is staged instead."""
+    b = GraphBuilder()
+    S, k, v, g = b.input("S", (K, V)), b.input("k", (C, K)), b.input("v", (C, V)), b.input("g", (C, K))
+    rowsum = b.add(Op.SUM, b.add(Op.CUMSUM, g, dim=0), dims=(1,), keepdim=False)
+    col = b.add(Op.UNSQUEEZE, b.add(Op.EXP, rowsum, name="decay"), dim=1)
+    v_new = b.add(Op.MUL, b.add(Op.SUB, v, b.add(Op.MM, k, S)), col)
+    S_next = b.add(Op.ADD, S, b.add(Op.MM, b.add(Op.TRANSPOSE, k), v_new))
+    graph = b.build(S_next=S_next)
+    assert staged_tensors(graph) == ["decay"]
