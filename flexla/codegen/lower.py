@@ -191,11 +191,26 @@ class Lowering:
         return f"({keep(self.ref(name), self.shape(name), axis)}).to({dt})"
 
 
+def is_dot(graph: Graph, n: Node) -> bool:
+    """A product that lowers to tl.dot (not one of the vector cases of Lowering.mm)."""
+    return n.op is Op.MM and 1 not in (*graph[n.inputs[0]].shape, graph[n.inputs[1]].shape[1])
+
+
 def lines(graph: Graph, names: list[str]) -> list[str]:
+    """The kernel lines of the named nodes. A transposition that only products read is left out:
+    each product transposes its cast operand itself (Lowering.operand)."""
     low = Lowering(graph)
+    readers: dict[str, list[Node]] = {}
+    for n in graph.nodes:
+        for i in n.inputs:
+            readers.setdefault(i, []).append(n)
+    kept = set(graph.outputs.values())
     out = []
     for name in names:
         n = graph[name]
+        if (n.op is Op.TRANSPOSE and name not in kept and len(n.shape) == 2
+                and all(is_dot(graph, r) for r in readers.get(name, []))):
+            continue
         ln = low.line(n)
         if ln:
             out.append(ln)

@@ -20,6 +20,8 @@ The backward's reverse scan stages its own such tensors. So are small ones (a [C
 scalar per chunk) computed by mixing a chunk's rows (a cumulative sum of gates, the last row of
 one): in a Triton program every such scan or reduction goes through shared memory and a barrier,
 so each step of the scan waited for several of them; read back, they cost a few bytes per row.
+And so is a [C, K] tile built on a [C, K] scan of rows (GLA's decayed keys): the scan reads it in
+place of the tiles it was built from, so its bytes do not grow.
 """
 from __future__ import annotations
 
