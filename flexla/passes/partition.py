@@ -31,6 +31,7 @@ from ..ir import C, Graph, Op
 from ..ir.graph import Node
 from .cost import flops, numel
 from .split_by_output import output_groups
+from .tiling import mixes
 
 MACHINE_BALANCE = 180          # flop per byte: 750 TFLOP/s over 4.2 TB/s
 
@@ -88,14 +89,13 @@ def quadratic(node: Node) -> bool:
     return sum(d == C for d in node.shape) >= 2
 
 
+# ops that combine a chunk's rows through shared memory: scans, reductions, selections, products
+ROW_MIXING = {Op.CUMSUM, Op.REVCUMSUM, Op.SELECT, Op.SUM, Op.MAX, Op.MM}
+
+
 def mixes_rows(graph: Graph, node: Node) -> bool:
-    """A scan or reduction along the chunk dim: it combines the rows of a chunk."""
-    src = [graph[i].shape for i in node.inputs]
-    if node.op in (Op.CUMSUM, Op.REVCUMSUM, Op.SELECT):
-        return src[0][node.a["dim"]] == C
-    if node.op in (Op.SUM, Op.MAX):
-        return any(src[0][d] == C for d in node.a["dims"])
-    return node.op is Op.MM and src[0][-1] == C
+    """A scan, reduction, selection or product along the chunk dim (tiling.mixes along C)."""
+    return node.op in ROW_MIXING and mixes(graph, node, C)
 
 
 def staged_tensors(scan: Graph) -> list[str]:

@@ -30,7 +30,7 @@ def v_split_blocker(graph: Graph) -> str | None:
     return None
 
 
-def _mixes(graph: Graph, n, dim) -> bool:
+def mixes(graph: Graph, n, dim) -> bool:
     """Whether node n combines lanes along dim (the K rule above)."""
     shapes = [graph[i].shape for i in n.inputs] + [n.shape]
     if not any(dim in s for s in shapes) or n.op in V_SAFE:
@@ -52,7 +52,7 @@ def _mixes(graph: Graph, n, dim) -> bool:
 def k_split_blocker(graph: Graph) -> str | None:
     """The first node that mixes lanes along K, described, or None when K is separable."""
     for n in graph.nodes:
-        if _mixes(graph, n, K):
+        if mixes(graph, n, K):
             return f"{n.name} = {n.op.value}(...) {n.loc or ''}".strip()
     return None
 
