@@ -226,27 +226,32 @@ def scan_states(compiled, q, v, chunk_size, scale, L: Launch, ptrs, staged: bool
     """The chunk-parallel prep kernel (when tensors are staged), then the sequential state scan."""
     if staged:
         whole_v(compiled, q, v, chunk_size, scale, L).run(compiled.module.chunk_prep, (L.NT, 1, L.B * L.H), ptrs)
-    scan = scan_launch(compiled, q, v, chunk_size, scale, L.consts["USE_H0"], L.consts["USE_HT"], "forward")
+    scan = scan_launch(compiled, q, v, chunk_size, scale, L.consts["USE_H0"], L.consts["USE_HT"], "forward", L)
     scan.run(compiled.module.chunk_states, (scan.NK * scan.NV, L.B * L.H), ptrs)
 
 
-def scan_launch(compiled, q, v, chunk_size, scale, use_h0, use_ht, direction: str) -> Launch:
+def scan_launch(compiled, q, v, chunk_size, scale, use_h0, use_ht, direction: str, base: Launch | None = None
+                ) -> Launch:
     """A state scan's launch. Its programs walk every chunk in order, one per (batch*head, V
     slice), so with a long sequence and few heads they leave most of the GPU idle and each step's
     latency adds up; where the compiler found the scan separable along K (passes/tiling.py), K is
     then split too, into the fewest slices (down to SCAN_BK wide) that give every SM a program:
     more programs, each with a smaller step (FLA's state kernels tile K and V in 64s). Slices of 64
-    are what the H200 timed; 32 passed the GPU check but was not timed."""
+    are what the H200 timed; 32 passed the GPU check but was not timed. `base`, the call's launch
+    with the same flags, is returned when its tiles are the scan's (a Launch costs microseconds)."""
     meta, bwd = compiled.meta, direction == "backward"
-    v_split = meta["bwd_v_split"] if bwd else None
-    L = Launch(meta, q, v, chunk_size, scale, use_h0, use_ht, v_split=v_split)
-    sms, programs = sm_count(q.device), L.B * L.H * L.NV
-    if not meta["bwd_k_split" if bwd else "k_split"] or programs >= sms:
-        return L
-    bk = L.consts["BK"]
-    while bk > SCAN_BK and programs * tuning.cdiv(L.K, bk) < sms:
-        bk //= 2
-    return Launch(meta, q, v, chunk_size, scale, use_h0, use_ht, v_split=v_split, k_split=bk)
+    v_split = meta["bwd_v_split"] if bwd else meta["v_split"]
+    B, _, _, K = q.shape
+    H, V = v.shape[2], v.shape[-1]
+    bs = block_sizes(chunk_size, K, V, v_split)
+    sms, programs, bk = sm_count(q.device), B * H * bs["NV"], bs["BK"]
+    if meta["bwd_k_split" if bwd else "k_split"]:
+        while bk > SCAN_BK and programs * tuning.cdiv(K, bk) < sms:
+            bk //= 2
+    k_split = bk if bk < bs["BK"] else None
+    if base is not None and k_split is None and base.NV == bs["NV"]:
+        return base
+    return Launch(meta, q, v, chunk_size, scale, use_h0, use_ht, v_split=v_split, k_split=k_split)
 
 
 def backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_token, schedule=None):
@@ -318,7 +323,7 @@ def _backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_t
     else:
         if staged:
             L.run(compiled.module.bwd_prep, (NT, 1, B * H), ptrs)
-        scan = scan_launch(compiled, q, v, chunk_size, scale, h0s is not None, dhts is not None, "backward")
+        scan = scan_launch(compiled, q, v, chunk_size, scale, h0s is not None, dhts is not None, "backward", L)
         scan.run(compiled.module.bwd_states, (scan.NK * scan.NV, B * H), ptrs)
         for name in grads:
             L.run(getattr(compiled.module, name), (NT, 1, B * H), ptrs)
