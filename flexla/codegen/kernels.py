@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from ..frontend.signature import Extra
 from ..frontend.states import State
 from ..ir import Graph, Op
+from ..ir.ops import GATED
 from ..passes.partition import KernelPlan
 from .lower import lines, var
 
@@ -18,7 +19,6 @@ TEMPLATES = {"fused_fwd": "fused.py.jinja", "chunk_prep": "prep.py.jinja", "chun
              "bwd_states": "backward_states.py.jinja", "bwd_grads": "backward_grads.py.jinja"}
 FORWARD_CARRY = {"fused_fwd", "chunk_states"}     # these carry the states through the chunk loop
 BACKWARD_CARRY = {"bwd", "bwd_states"}            # these carry the state gradients
-GATED = {Op.GATED_SCORES, Op.GATED_APPLY, Op.GATED_APPLY_T}
 BLOCKS = {"KV": "[BK, BV]", "K": "[BK]", "V": "[BV]"}  # the Triton block of a state, by shape code
 # a staged chunk tile's dims: (row length in memory, lanes, mask or None)
 TILE_DIMS = {"C": ("BC", "i_C", None), "K": ("K", "o_K", "m_K"), "V": ("V", "o_V", "m_V")}

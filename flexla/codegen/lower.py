@@ -10,6 +10,7 @@ known to be full (MASK_<dim> constexpr false).
 from __future__ import annotations
 
 from ..ir import C, K, V, Graph, Node, Op
+from ..ir.ops import GATED
 
 DIM = {C: "C", K: "K", V: "V"}
 RESERVED = {"T", "H", "K", "V", "NT", "BC", "BK", "BV", "ACC", "scale", "tl", "triton", "t", "n_valid", "row"}
@@ -137,7 +138,7 @@ class Lowering:
             A = f"tl.trans({args[0]})" if a["upper"] else args[0]
             inv = f"_tri_inverse({A}, {lane_index(d)}, {valid_length(d)}, UNIT={a['unit']}, DOT_PRECISION=DOT_PRECISION)"
             return f"tl.trans({inv})" if a["upper"] else inv
-        if n.op in (Op.GATED_SCORES, Op.GATED_APPLY, Op.GATED_APPLY_T):
+        if n.op in GATED:
             d = dim_name(n.shape[0])
             first = args[0] if n.op is not Op.GATED_SCORES else keep(args[0], self.shape(n.inputs[0]), 1)
             second = keep(args[1], self.shape(n.inputs[1]), 1) if n.op is Op.GATED_SCORES else args[1]

@@ -69,6 +69,7 @@ BINARY = {Op.ADD, Op.SUB, Op.MUL, Op.DIV, Op.MAXIMUM, Op.MINIMUM,
 COMPARISONS = {Op.GT, Op.GE, Op.LT, Op.LE, Op.EQ, Op.AND}    # their results are booleans
 ELEMENTWISE = UNARY | BINARY | {Op.WHERE}
 REDUCTIONS = {Op.SUM, Op.MAX}
+GATED = {Op.GATED_SCORES, Op.GATED_APPLY, Op.GATED_APPLY_T}    # products of exp-rescaled rows
 
 
 class ShapeError(ValueError):
@@ -114,7 +115,7 @@ def infer_shape(op: Op, shapes: list[Shape], attrs: dict) -> Shape:
         if len(x) != 2 or x[0] != x[1] or len(y) != 2 or y[0] != x[0]:
             raise ShapeError(f"triangular solve of {x} and {y}")
         return y
-    if op in (Op.GATED_SCORES, Op.GATED_APPLY, Op.GATED_APPLY_T):
+    if op in GATED:
         a, b, g = shapes
         if len(b) != 2 or b != g or (op is Op.GATED_SCORES and a != b) or \
                 (op is not Op.GATED_SCORES and tuple(a) != (b[0], b[0])):
