@@ -8,6 +8,8 @@ B == 1) is accepted and runs one launch per sequence.
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from .variants.delta_rule import DeltaNet
@@ -83,10 +85,16 @@ def _key_sums(k, z0, cu_seqlens):
 
 def chunk_retention(q, k, v, scale=None, initial_state=None, output_final_state=False, cu_seqlens=None):
     """RetNet retention: head h decays by gamma_h = 1 - 2^(-5-h) per step."""
-    H = q.shape[2]
-    # computed on the device: a host tensor copied per call would make every call wait for the GPU
-    log_gamma = torch.log1p(-torch.exp2(-5.0 - torch.arange(H, device=q.device, dtype=torch.float32)))
-    return _run(Retention, q, k, v, [log_gamma], scale, initial_state, output_final_state, cu_seqlens)
+    return _run(Retention, q, k, v, [_log_gammas(q.shape[2], q.device)], scale, initial_state, output_final_state,
+                cu_seqlens)
+
+
+@functools.lru_cache(maxsize=64)
+def _log_gammas(H: int, device) -> torch.Tensor:
+    """Retention's per-head log decays, made once per head count and device (five small launches
+    a call otherwise); on the device, since a host tensor copied per call would make every call
+    wait for the GPU."""
+    return torch.log1p(-torch.exp2(-5.0 - torch.arange(H, device=device, dtype=torch.float32)))
 
 
 def chunk_simple_gla(q, k, v, g=None, g_gamma=None, scale=None, initial_state=None,

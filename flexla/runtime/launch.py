@@ -11,7 +11,7 @@ import triton.language as tl
 from triton.runtime.errors import OutOfResources
 
 from ..passes.schedule import choose_schedule
-from . import tuning
+from . import direct, tuning
 
 # FLEXLA_OUTPUT_V_SPLIT forces the output kernel's V split (output_launch), for experiments
 OUTPUT_V_SPLIT = os.environ.get("FLEXLA_OUTPUT_V_SPLIT", "auto")
@@ -75,10 +75,26 @@ def between_kernels(x, in_input_dtype: bool):
 
 
 class Launch:
-    """Sizes and constexprs shared by every kernel of one call."""
+    """Sizes and constexprs shared by every kernel of one call, and (on the GPU) the compiled
+    kernels it launched (runtime/direct.py). Made by Launch.of, which keeps one per call shape."""
+    KEPT = 256                  # Launches kept (the oldest goes first)
+    _kept: dict = {}
+
+    @classmethod
+    def of(cls, meta, q, v, chunk_size, scale, use_h0, use_ht, v_split=None, k_split=None) -> "Launch":
+        key = (id(meta), tuple(q.shape), tuple(v.shape[2:]), q.dtype, q.device, chunk_size, float(scale),
+               bool(use_h0), bool(use_ht), v_split, k_split)
+        found = cls._kept.get(key)
+        if found is None:
+            if len(cls._kept) >= cls.KEPT:
+                cls._kept.pop(next(iter(cls._kept)))
+            found = cls._kept[key] = cls(meta, q, v, chunk_size, scale, use_h0, use_ht, v_split, k_split)
+        return found
 
     def __init__(self, meta, q, v, chunk_size, scale, use_h0, use_ht, v_split=None, k_split=None):
+        self.meta = meta        # held, so that id(meta) in Launch.of's key stays this meta's
         self.variant, self.device = meta["variant"], q.device
+        self.kernels: dict = {}
         self.gated = set(meta["gated_kernels"])
         self.B, self.T, HQK, self.K = q.shape
         self.H, self.V = v.shape[2], v.shape[-1]          # q and k may have fewer heads (GQA)
@@ -101,16 +117,24 @@ class Launch:
         A per-chunk kernel with gated products runs twice: its fast pass, then its fix-up pass on
         the chunks the fast pass flagged (the gated helpers in templates/module.py.jinja)."""
         name = kernel.__name__
-        fast = 1 if name in self.gated else 0
-        launch = lambda cfg, gates=fast: kernel[grid](*pointers, **dict(self.consts, GATES=gates),
-                                                      num_warps=cfg[0], num_stages=cfg[1])
-        key = None if self.device.type != "cuda" else "|".join(
+        on_gpu = self.device.type == "cuda"
+        if on_gpu:
+            found_key = direct.key(kernel, grid, pointers)
+            found = self.kernels.get(found_key)
+            if found is not None:
+                return direct.launch(found, grid, pointers)
+        passes = (1, 2) if name in self.gated else (0,)
+        launch = lambda cfg, gates=passes[0]: kernel[grid](*pointers, **dict(self.consts, GATES=gates),
+                                                           num_warps=cfg[0], num_stages=cfg[1])
+        key = None if not on_gpu else "|".join(
             [device_name(self.device), triton.__version__, kernel.fn.__module__, name,
              tuning.bucket(name, self.consts, grid)])
         cfg = tuning.choose(name, key, launch, self.consts, label=f"{self.variant} ")
-        launch(cfg)
-        if fast:
-            launch(cfg, 2)
+        compiled = [launch(cfg, gates) for gates in passes]
+        if on_gpu:
+            found = direct.plan(kernel, compiled, self.consts, passes, len(pointers))
+            if found is not None:
+                self.kernels[found_key] = found
 
 
 # (variant, pass, module key, K, V, dtype, device, asked-for chunk) -> the chunk whose kernels last fitted
@@ -154,7 +178,7 @@ def fit_key(compiled, direction: str, q, v) -> tuple:
 
 def _forward(compiled, q, k, v, extras, scale, h0s, want_ht, chunk_size, schedule):
     meta, mod = compiled.meta, compiled.module
-    L = Launch(meta, q, v, chunk_size, scale, h0s is not None, want_ht)
+    L = Launch.of(meta, q, v, chunk_size, scale, h0s is not None, want_ht)
     B, T, H, K, V, NT, NV = L.B, L.T, L.H, L.K, L.V, L.NT, L.NV
     tiles = meta["states"]
     size = lambda tile: state_sizes(tile, K, V)
@@ -206,12 +230,12 @@ def gate_flags(compiled, L: Launch, kernels):
 def whole_v(compiled, q, v, chunk_size, scale, L: Launch) -> Launch:
     """L with all of V in one program: prep kernels (their tiles are stored whole) and an output
     kernel that should not split V."""
-    return Launch(compiled.meta, q, v, chunk_size, scale, L.consts["USE_H0"], L.consts["USE_HT"], v_split=False)
+    return Launch.of(compiled.meta, q, v, chunk_size, scale, L.consts["USE_H0"], L.consts["USE_HT"], v_split=False)
 
 
 def chunk_states(compiled, q, k, v, extras, scale, h0s, chunk_size):
     """The states entering every chunk, [B*H, NT, *state] each (recomputed for the backward)."""
-    L = Launch(compiled.meta, q, v, chunk_size, scale, h0s is not None, False)
+    L = Launch.of(compiled.meta, q, v, chunk_size, scale, h0s is not None, False)
     size = lambda tile: state_sizes(tile, L.K, L.V)
     states = [_empty(L.B * L.H, L.NT, *size(t), dtype=between_kernels(q, low), device=v.device)
               for t, low in zip(compiled.meta["states"], compiled.meta["bwd_states_in_input_dtype"])]
@@ -226,19 +250,17 @@ def scan_states(compiled, q, v, chunk_size, scale, L: Launch, ptrs, staged: bool
     """The chunk-parallel prep kernel (when tensors are staged), then the sequential state scan."""
     if staged:
         whole_v(compiled, q, v, chunk_size, scale, L).run(compiled.module.chunk_prep, (L.NT, 1, L.B * L.H), ptrs)
-    scan = scan_launch(compiled, q, v, chunk_size, scale, L.consts["USE_H0"], L.consts["USE_HT"], "forward", L)
+    scan = scan_launch(compiled, q, v, chunk_size, scale, L.consts["USE_H0"], L.consts["USE_HT"], "forward")
     scan.run(compiled.module.chunk_states, (scan.NK * scan.NV, L.B * L.H), ptrs)
 
 
-def scan_launch(compiled, q, v, chunk_size, scale, use_h0, use_ht, direction: str, base: Launch | None = None
-                ) -> Launch:
+def scan_launch(compiled, q, v, chunk_size, scale, use_h0, use_ht, direction: str) -> Launch:
     """A state scan's launch. Its programs walk every chunk in order, one per (batch*head, V
     slice), so with a long sequence and few heads they leave most of the GPU idle and each step's
     latency adds up; where the compiler found the scan separable along K (passes/tiling.py), K is
     then split too, into the fewest slices (down to SCAN_BK wide) that give every SM a program:
     more programs, each with a smaller step (FLA's state kernels tile K and V in 64s). Slices of 64
-    are what the H200 timed; 32 passed the GPU check but was not timed. `base`, the call's launch
-    with the same flags, is returned when its tiles are the scan's (a Launch costs microseconds)."""
+    are what the H200 timed; 32 passed the GPU check but was not timed."""
     meta, bwd = compiled.meta, direction == "backward"
     v_split = meta["bwd_v_split"] if bwd else meta["v_split"]
     B, _, _, K = q.shape
@@ -249,9 +271,7 @@ def scan_launch(compiled, q, v, chunk_size, scale, use_h0, use_ht, direction: st
         while bk > SCAN_BK and programs * tuning.cdiv(K, bk) < sms:
             bk //= 2
     k_split = bk if bk < bs["BK"] else None
-    if base is not None and k_split is None and base.NV == bs["NV"]:
-        return base
-    return Launch(meta, q, v, chunk_size, scale, use_h0, use_ht, v_split=v_split, k_split=k_split)
+    return Launch.of(meta, q, v, chunk_size, scale, use_h0, use_ht, v_split=v_split, k_split=k_split)
 
 
 def backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_token, schedule=None):
@@ -289,7 +309,7 @@ def _backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_t
     (V split when legal) and then every chunk's gradients in parallel (by the split gradient
     kernels when `split`), for one more fp32 state per chunk of memory (`dstates`)."""
     states = chunk_states(compiled, q, k, v, extras, scale, h0s, chunk_size)
-    L = Launch(compiled.meta, q, v, chunk_size, scale, h0s is not None, dhts is not None, v_split=False)
+    L = Launch.of(compiled.meta, q, v, chunk_size, scale, h0s is not None, dhts is not None, v_split=False)
     B, H, NT = L.B, L.H, L.NT
     size = lambda tile: state_sizes(tile, L.K, L.V)
     tiles = compiled.meta["states"]
@@ -323,7 +343,7 @@ def _backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_t
     else:
         if staged:
             L.run(compiled.module.bwd_prep, (NT, 1, B * H), ptrs)
-        scan = scan_launch(compiled, q, v, chunk_size, scale, h0s is not None, dhts is not None, "backward", L)
+        scan = scan_launch(compiled, q, v, chunk_size, scale, h0s is not None, dhts is not None, "backward")
         scan.run(compiled.module.bwd_states, (scan.NK * scan.NV, B * H), ptrs)
         for name in grads:
             L.run(getattr(compiled.module, name), (NT, 1, B * H), ptrs)

@@ -1,0 +1,39 @@
+"""Launching a kernel that already ran once for a Launch straight through its compiled form.
+
+A call of a Triton JIT kernel binds every argument, rebuilds its specialisation key and looks the
+compiled kernel up again on every launch: tens of microseconds of host time per launch, times the
+5 to 9 kernels of a forward+backward, and the small calls were host-bound (docs/performance.md).
+A Launch is kept per call shape (launch.Launch.of), so it can keep its compiled kernels too. Every
+argument but the pointers is a constexpr or an int fixed by the Launch; what Triton specialises a
+pointer on is its dtype and whether it is 16-byte aligned, so those and the current device make
+the key under which a compiled kernel is found again."""
+from __future__ import annotations
+
+import torch
+
+
+def key(kernel, grid, pointers) -> tuple:
+    return (kernel, grid, torch.cuda.current_device(),
+            *[(p.dtype, p.data_ptr() % 16 == 0) for p in pointers])
+
+
+def plan(kernel, compiled, consts: dict, passes, n_pointers: int) -> list | None:
+    """[(compiled kernel, its arguments after the pointers)] per pass (GATES value), from what the
+    JIT launches returned; None where that is not a compiled kernel this module knows how to call
+    (then every launch goes through the JIT)."""
+    names = getattr(kernel, "arg_names", None)
+    if names is None:
+        return None
+    out = []
+    for ck, gates in zip(compiled, passes):
+        args = dict(consts, GATES=gates)
+        if not (hasattr(ck, "run") and hasattr(ck, "function")) or any(n not in args for n in names[n_pointers:]):
+            return None
+        out.append((ck, [args[n] for n in names[n_pointers:]]))
+    return out
+
+
+def launch(found: list, grid, pointers) -> None:
+    grid = (*grid, 1, 1)[:3]
+    for ck, tail in found:
+        ck[grid](*pointers, *tail)
