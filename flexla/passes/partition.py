@@ -146,10 +146,30 @@ def read_back(graph: Graph, names) -> Graph:
     return graph.replace(nodes).subgraph(graph.outputs)
 
 
+def shared_with_prep(graph: Graph, staged: list[str], other: Graph) -> list[str]:
+    """Tensors the prep kernel computes on its way to `staged` that the per-chunk kernel `other`
+    would compute again through a triangular inverse (the delta rule's inverse, and w from it,
+    which its gradient kernel needs besides what the reverse scan reads): those are staged too, so
+    the per-chunk kernel reads them rather than redo the inverse, a chain of dependent small
+    products, in a kernel already short of registers. Flops alone would say recompute (a [C, C]
+    inverse is cheap next to moving it); the cost is latency and registers, which no flop count
+    shows. Everything else (k * beta, a decay matrix) is recomputed."""
+    on_the_way = graph.ancestors(staged) & {n.name for n in other.nodes}
+    shared = set()
+    for n in other.nodes:
+        if n.name not in on_the_way:
+            shared |= {i for i in n.inputs if i in on_the_way}
+    shared |= {o for o in other.outputs.values() if o in on_the_way}
+    keep = lambda n: (n.op not in (Op.INPUT, Op.CONST) and C in n.shape and 1 not in n.shape
+                      and any(graph[a].op is Op.TRIINV for a in graph.ancestors([n.name])))
+    return [n.name for n in graph.nodes if n.name in shared and n.name not in staged and keep(n)]
+
+
 def stage(graph: Graph, scan: Graph, other: Graph, prep_name: str):
     """Staging for one direction: the prep kernel's plan (none when nothing is staged), and the
     scan and the per-chunk graph with the staged tensors read back."""
     staged = staged_tensors(scan)
+    staged += shared_with_prep(graph, staged, read_back(other, staged))
     prep = graph.subgraph({f"stage:{n}": n for n in staged})
     plans = {prep_name: KernelPlan(prep_name, prep, {"intra": _body(prep)})} if staged else {}
     return plans, read_back(scan, staged), read_back(other, staged), staged

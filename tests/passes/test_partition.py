@@ -226,3 +226,40 @@ def test_tiles_with_a_unit_dim_are_not_staged_but_what_they_are_built_from():
     S_next = b.add(Op.ADD, S, b.add(Op.MM, b.add(Op.TRANSPOSE, k), v_new))
     graph = b.build(S_next=S_next)
     assert staged_tensors(graph) == ["decay"]
+
+
+def test_per_chunk_kernel_reads_the_inverse_the_prep_kernel_computed():
+    """A delta-rule-like backward: the reverse scan reads w^T, w = T k (T a triangular inverse),
+    which the prep kernel stages; the gradient kernel needs T and w themselves too, so they are
+    staged as well rather than inverted again there. k k^T, also on the prep kernel's way but no
+    inverse, is recomputed."""
+    b = GraphBuilder()
+    dS, k, do = b.input("dS_next", (K, V)), b.input("k", (C, K)), b.input("do", (C, V))
+    kk = b.add(Op.MM, k, b.add(Op.TRANSPOSE, k), name="kk")
+    A = b.add(Op.ADD, b.add(Op.EYE, shape=(C, C)), b.add(Op.TRIL, kk, diagonal=-1))
+    T = b.add(Op.TRIINV, A, unit=True, upper=False, name="T")
+    w = b.add(Op.MM, T, k, name="w")
+    dS_prev = b.add(Op.ADD, dS, b.add(Op.MM, b.add(Op.TRANSPOSE, w, name="wt"), b.add(Op.MM, k, dS)))
+    dv = b.add(Op.MM, b.add(Op.TRANSPOSE, T), do)
+    dq = b.add(Op.MM, kk, b.add(Op.MM, w, dS))
+    plans = partition_backward(b.build(dS=dS_prev, dv=dv, dq=dq).replace(states=["dS_next"]))
+    assert plans["bwd_prep"].graph.outputs == {"stage:wt": "wt", "stage:T": "T", "stage:w": "w"}
+    grads = plans["bwd_grads"].graph
+    assert grads["T"].op is Op.INPUT and grads["w"].op is Op.INPUT and grads["kk"].op is Op.MM
+    assert grads.meta["staged"] == ["wt", "T", "w"]
+
+
+def test_nothing_more_staged_without_an_inverse():
+    """The same without the inverse (w = tril(k k^T) k): the gradient kernel recomputes the [C, C]
+    product, so only what the scan reads is staged."""
+    b = GraphBuilder()
+    dS, k, do = b.input("dS_next", (K, V)), b.input("k", (C, K)), b.input("do", (C, V))
+    A = b.add(Op.TRIL, b.add(Op.MM, k, b.add(Op.TRANSPOSE, k)), diagonal=-1, name="A")
+    w = b.add(Op.MM, A, k, name="w")
+    dS_prev = b.add(Op.ADD, dS, b.add(Op.MM, b.add(Op.TRANSPOSE, w, name="wt"), b.add(Op.MM, k, dS)))
+    dq = b.add(Op.MM, w, dS)
+    plans = partition_backward(b.build(dS=dS_prev, dv=b.add(Op.MM, b.add(Op.TRANSPOSE, A), do), dq=dq).replace(
+        states=["dS_next"]))
+    assert plans["bwd_prep"].graph.outputs == {"stage:wt": "wt"}
+    assert plans["bwd_grads"].graph["w"].op is Op.MM
+    assert plans["bwd_grads"].graph["A"].op is not Op.INPUT
