@@ -266,8 +266,8 @@ def correctness_in_parallel(ops, jobs, dry, no_peer):
 
 def warm(op, device, dtype, shapes, modes, schedules, peer):
     """Call one op (flexla in each schedule, then the peer) once per timed shape and mode, so that the
-    timing process finds every kernel compiled in Triton's disk cache. Autotuning results are not
-    cached, so the peer still tunes in the quiet timing process."""
+    timing process finds every kernel compiled in Triton's disk cache. The peer's autotuning results
+    are not kept from here (main), so it still tunes in the quiet timing process."""
     for shape in shapes:
         for mode in modes:
             for who, sched in [("flexla", s) for s in schedules] + ([("peer", None)] if peer else []):
@@ -408,12 +408,17 @@ def main():
                    "RWKV-6), which the gated products' fix-up pass computes")
     p.add_argument("--tag", default="", help="suffix of the results file, for experiments: results<tag>.json")
     p.add_argument("--check-one", help=argparse.SUPPRESS)   # child of --jobs: check one op, print its rows
-    p.add_argument("--warm-one", help=argparse.SUPPRESS)    # child of --jobs: compile one op's timed kernels   # child of --jobs: check one op, print its rows
+    p.add_argument("--warm-one", help=argparse.SUPPRESS)    # child of --jobs: compile one op's timed kernels
     p.add_argument("--check-ops", default=",".join(OPS + CHECK_ONLY), help="comma-separated ops to check in bf16")
     p.add_argument("--fla-ops", default=",".join(OPS), help="ops to time FLA on too (its first call autotunes for minutes)")
     p.add_argument("--schedules", default="auto", help="flexla schedules to time: auto, fused, chunk (comma-separated)")
     p.add_argument("--shapes", default="quick", choices=sorted(SHAPES), help="which shape set to time")
     args = p.parse_args()
+    if args.warm_one or args.check_one:
+        # FLA's autotuner keeps its choices on disk (FLA_CACHE_RESULTS, on by default): chosen here,
+        # in children that share the GPU, they would be timed amid the others' work, and the timing
+        # process would reuse them. Children only compile; FLA tunes in the quiet timing process.
+        os.environ["FLA_CACHE_RESULTS"] = "0"
     if args.strong_gates:
         os.environ["FLEXLA_BENCH_GATES"] = "strong"     # the children inherit it
     out = Path(os.environ.get("OUT", "/tmp" if args.dry else Path(__file__).parent))
