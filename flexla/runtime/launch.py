@@ -115,7 +115,9 @@ class Launch:
     def run(self, kernel, grid, pointers):
         """Launch with the kernel's tuned config (runtime/tuning.py; the first candidate off the GPU).
         A per-chunk kernel with gated products runs twice: its fast pass, then its fix-up pass on
-        the chunks the fast pass flagged (the gated helpers in templates/module.py.jinja)."""
+        the chunks the fast pass flagged (the gated helpers in templates/module.py.jinja). On the
+        GPU the compiled kernels of a first launch are kept, and later launches with the same
+        grid and pointer specialisation call them directly (runtime/direct.py)."""
         name = kernel.__name__
         on_gpu = self.device.type == "cuda"
         if on_gpu:
