@@ -160,8 +160,9 @@ def shared_with_prep(graph: Graph, staged: list[str], other: Graph) -> list[str]
         if n.name not in on_the_way:
             shared |= {i for i in n.inputs if i in on_the_way}
     shared |= {o for o in other.outputs.values() if o in on_the_way}
-    keep = lambda n: (n.op not in (Op.INPUT, Op.CONST) and C in n.shape and 1 not in n.shape
-                      and any(graph[a].op is Op.TRIINV for a in graph.ancestors([n.name])))
+    inverse_work = graph.descendants([n.name for n in graph.nodes if n.op is Op.TRIINV])
+    keep = lambda n: (n.name in inverse_work and n.op not in (Op.INPUT, Op.CONST) and C in n.shape
+                      and 1 not in n.shape)
     return [n.name for n in graph.nodes if n.name in shared and n.name not in staged and keep(n)]
 
 

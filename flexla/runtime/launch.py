@@ -265,15 +265,13 @@ def scan_launch(compiled, q, v, chunk_size, scale, use_h0, use_ht, direction: st
     are what the H200 timed; 32 passed the GPU check but was not timed."""
     meta, bwd = compiled.meta, direction == "backward"
     v_split = meta["bwd_v_split"] if bwd else meta["v_split"]
-    B, _, _, K = q.shape
-    H, V = v.shape[2], v.shape[-1]
-    bs = block_sizes(chunk_size, K, V, v_split)
-    sms, programs, bk = sm_count(q.device), B * H * bs["NV"], bs["BK"]
+    L = Launch.of(meta, q, v, chunk_size, scale, use_h0, use_ht, v_split=v_split)
+    sms, programs, bk = sm_count(q.device), L.B * L.H * L.NV, L.consts["BK"]
     if meta["bwd_k_split" if bwd else "k_split"]:
-        while bk > SCAN_BK and programs * tuning.cdiv(K, bk) < sms:
+        while bk > SCAN_BK and programs * tuning.cdiv(L.K, bk) < sms:
             bk //= 2
-    k_split = bk if bk < bs["BK"] else None
-    return Launch.of(meta, q, v, chunk_size, scale, use_h0, use_ht, v_split=v_split, k_split=k_split)
+    return L if bk == L.consts["BK"] else Launch.of(meta, q, v, chunk_size, scale, use_h0, use_ht,
+                                                     v_split=v_split, k_split=bk)
 
 
 def backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_token, schedule=None):
