@@ -15,13 +15,23 @@ def _grads(variant, inputs):
     return [x.grad for x in xs]
 
 
-@pytest.mark.parametrize("name", ["gla", "rwkv6"])      # rwkv6: the split kernel writes d_u's per-chunk parts
-def test_split_and_whole_gradient_kernels_agree(name, monkeypatch, rel):
+@pytest.mark.parametrize("name,mode", [("gla", "auto"), ("rwkv6", "auto"),   # rwkv6: split d_u per chunk
+                                       ("delta_rule", "stage"), ("kda", "stage")])  # one kernel hands to the next
+def test_split_and_whole_gradient_kernels_agree(name, mode, monkeypatch, rel):
     variant = get(name)
+    monkeypatch.setenv("FLEXLA_SPLIT_GRADS", mode)
+    monkeypatch.setattr(variant, "_compiled", {})        # compile again under this mode
     (q, k, v), extras, h0 = random_inputs(name, 1, 37, 2, 16, 24)
     if name == "rwkv6":      # log decays per token and key, a bonus per head and key
         extras = [torch.nn.functional.logsigmoid(torch.randn(1, 37, 2, 16) + 2) / 4, 0.5 * torch.randn(2, 16)]
-    assert variant.compile().meta["split_grad_kernels"]           # these variants do split
+    if name in ("delta_rule", "kda"):     # unit keys, betas in (0, 1), and KDA's per-key log decays
+        k = torch.nn.functional.normalize(k, dim=-1)
+        beta = torch.rand(1, 37, 2)
+        extras = [beta] if name == "delta_rule" else [
+            torch.nn.functional.logsigmoid(torch.randn(1, 37, 2, 16) + 2) / 4, beta]
+    meta = variant.compile().meta
+    assert meta["split_grad_kernels"]                                # these variants do split
+    assert bool(meta["bwd_handed"]) == (mode == "stage")
     launched = []
     original = launch._backward
 
