@@ -12,6 +12,7 @@ from triton.runtime.errors import OutOfResources
 
 from ..passes.schedule import choose_schedule
 from . import direct, tuning
+from .precompile import precompile
 
 # FLEXLA_OUTPUT_V_SPLIT forces the output kernel's V split (output_launch), for experiments
 OUTPUT_V_SPLIT = os.environ.get("FLEXLA_OUTPUT_V_SPLIT", "auto")
@@ -131,6 +132,7 @@ class Launch:
         key = None if not on_gpu else "|".join(
             [device_name(self.device), triton.__version__, kernel.fn.__module__, name,
              tuning.bucket(name, self.consts, grid)])
+        precompile(kernel, grid, pointers, self.consts, tuning.to_compile(name, key, self.consts), passes)
         cfg = tuning.choose(name, key, launch, self.consts, label=f"{self.variant} ")
         compiled = [launch(cfg, gates) for gates in passes]
         if on_gpu:

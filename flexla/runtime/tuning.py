@@ -128,6 +128,17 @@ def choose(name: str, key: str | None, launch, consts: dict, timer=cuda_time, la
     return search(key, candidates(name, consts), launch, timer, f"{label}{name}", "warps x stages")
 
 
+def to_compile(name: str, key: str | None, consts: dict) -> list:
+    """The candidates choose() is about to launch for the first time (runtime/precompile.py
+    compiles them at once): none where the config is forced, remembered or not searched for."""
+    mode = os.environ.get("FLEXLA_TUNE", "1")
+    if key is None or mode == "0" or name in forced_configs(os.environ.get("FLEXLA_KERNEL_CONFIG", "")):
+        return []
+    if mode != "compile" and key in _table():
+        return []
+    return candidates(name, consts)
+
+
 def search(key: str | None, cands: list, run, timer=cuda_time, what: str = "", unit: str = "", name_of=None):
     """The candidate for which run(candidate) is fastest: remembered under key, or timed now
     (key None, or FLEXLA_TUNE=0: the first)."""
