@@ -5,6 +5,7 @@ import os
 
 import torch
 
+from .. import options
 from .errors import CallbackError, CallError
 from .signature import Extra, candidate_tiles, declared_tiles, extra_names
 from .states import parse_states
@@ -59,7 +60,7 @@ class Variant:
                 raise CallError(self.name, f"the tile shapes of {missing} are not declared",
                                 "annotate them on intra (e.g. `g: \"[C]\"`) or call the variant once first")
             extras = [Extra(n, self.declared[n]) for n in self.extra_names]
-        key = tuple(extras)
+        key = (tuple(extras), options.fingerprint())     # an option changed in-process compiles anew
         if key not in self._compiled:
             # a module on disk from an earlier process is found without importing the compiler
             warm = warm_key(self.name, list(extras), self.states, self.callbacks)
