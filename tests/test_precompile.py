@@ -1,5 +1,11 @@
 """Tuning candidates compiled at once before the search (runtime/precompile.py). Nothing compiles
-off the GPU, so a fake kernel records what it was asked to compile and under which mode."""
+under the interpreter, so a fake kernel records what it was asked to compile and under which mode;
+the last test compiles for Hopper through real Triton in a process without the interpreter."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 from triton.runtime import _async_compile
@@ -72,3 +78,14 @@ def test_a_launch_compiles_its_candidates_before_choosing(monkeypatch):
             return lambda *a, **kw: order.append("launch")
     L.run(Kernel(), (2, 1, 2), [q])
     assert order == [("precompile", [(4, 1), (8, 1)], (1, 2)), "choose", "launch", "launch"]
+
+
+def test_real_triton_compiles_the_candidates_for_hopper_at_once(tmp_path):
+    """Through Triton's own AsyncCompileMode and warmup (not a fake kernel): both candidates of
+    linear attention's state scan compile for sm_90 in one batch and land where a launch looks."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env.update(TRITON_CACHE_DIR=str(tmp_path / "triton"), FLEXLA_CACHE_DIR=str(tmp_path / "flexla"))
+    out = subprocess.run([sys.executable, str(Path(__file__).parent / "hopper_precompile.py"), "linear_attn",
+                          "chunk_states"], env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["2", "2", "2"]        # started, cached after, cached after warming up again
