@@ -97,8 +97,8 @@ def compile_variant(name: str, callbacks: dict, extras: list[Extra], states: lis
     fplans, bplans = partition_forward(fwd), partition_backward(bwd, options.split_grads())
     grads, handed = grad_kernels(bplans), handed_over(bplans)
     try:
-        fstaged, bstaged = fplans["chunk_states"].graph.meta["staged"], bplans["bwd_states"].graph.meta["staged"]
-        bstaged = bstaged + handed
+        fstaged, prep_staged = fplans["chunk_states"].graph.meta["staged"], bplans["bwd_states"].graph.meta["staged"]
+        bstaged = prep_staged + handed
         kernels = [kernel_source(p, extras, states, "forward", fstaged) for p in fplans.values()]
         kernels += [kernel_source(p, extras, states, "backward", bstaged) for p in bplans.values()]
     except NotImplementedError as e:
@@ -124,7 +124,7 @@ def compile_variant(name: str, callbacks: dict, extras: list[Extra], states: lis
         # chunk tensors a prep kernel writes for the scan and the per-chunk kernels (partition.py):
         # (name, tile dims, stored in the input dtype)
         "staged": staged_meta(fstaged, fwd, [fplans["chunk_states"], fplans["chunk_output"]]),
-        "bwd_staged": (staged_meta(bstaged[:len(bstaged) - len(handed)], bwd, [bplans["bwd_states"], bplans["bwd_grads"]])
+        "bwd_staged": (staged_meta(prep_staged, bwd, [bplans["bwd_states"], bplans["bwd_grads"]])
                        + staged_meta(handed, bwd, [bplans[n] for n in grads[1:]])),
         # of those, the ones a split gradient kernel hands to the next (written only when split)
         "bwd_handed": handed,

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from ..ir import C, Graph, Op
 from ..ir.graph import Node
 from .cost import flops, numel
-from .split_by_output import output_groups, staged_split
+from .split_by_output import output_groups, reading, staged_split
 from .tiling import mixes
 
 MACHINE_BALANCE = 180          # flop per byte: 750 TFLOP/s over 4.2 TB/s
@@ -141,9 +141,7 @@ def staged_tensors(scan: Graph) -> list[str]:
 def read_back(graph: Graph, names) -> Graph:
     """`graph` with the named nodes turned into inputs (read from memory), and what only they
     needed removed."""
-    nodes = [Node(n.name, Op.INPUT, (), (("role", n.name),), n.shape, n.dtype, n.loc) if n.name in names else n
-             for n in graph.nodes]
-    return graph.replace(nodes).subgraph(graph.outputs)
+    return reading(graph, names).subgraph(graph.outputs)
 
 
 def shared_with_prep(graph: Graph, staged: list[str], other: Graph) -> list[str]:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import itertools
 
 from ..ir import C, Graph, Op
+from ..ir.graph import Node
 from .cost import flops, numel
 
 MAX_SHARED = 0.1
@@ -79,10 +80,10 @@ def staged_split(graph: Graph) -> tuple[dict, dict, list[str]] | None:
             handed |= {graph.outputs[r] for r in second if graph.outputs[r] in a}
             if any(C not in graph[h].shape or 1 in graph[h].shape for h in handed):
                 continue
-            # the second kernel: its own work, and the cheap shared work it recomputes
-            redo = graph.ancestors(handed | {graph.outputs[r] for r in second}) & a - handed
-            recomputed = {n for n in redo if graph.ancestors([n]) & handed == set()} - handed
-            score = (max(cost(a), cost(b - a) + cost(recomputed & b)), sum(numel(graph[h].shape) for h in handed))
+            # the second kernel reads what is handed over and recomputes the cheap rest it needs
+            cut = reading(graph, handed)
+            second_cost = sum(flops(cut, n) for n in cut.ancestors([graph.outputs[r] for r in second]))
+            score = (max(cost(a), second_cost), sum(numel(graph[h].shape) for h in handed))
             if best is None or score < best[0]:
                 best = (score, first, second, handed)
     if best is None:
@@ -90,3 +91,9 @@ def staged_split(graph: Graph) -> tuple[dict, dict, list[str]] | None:
     _, first, second, handed = best
     return ({r: graph.outputs[r] for r in first}, {r: graph.outputs[r] for r in second},
             [n.name for n in graph.nodes if n.name in handed])
+
+
+def reading(graph: Graph, names) -> Graph:
+    """`graph` with the named nodes read from memory (inputs) instead of computed."""
+    return graph.replace([Node(n.name, Op.INPUT, (), (("role", n.name),), n.shape, n.dtype, n.loc)
+                          if n.name in names else n for n in graph.nodes])

@@ -345,7 +345,7 @@ def _backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_t
     if sched == "fused":
         L.run(compiled.module.bwd, (1, B * H), ptrs)
     else:
-        if len(compiled.meta["bwd_staged"]) > len(compiled.meta["bwd_handed"]):
+        if len(compiled.meta["bwd_staged"]) > len(compiled.meta["bwd_handed"]):     # a prep kernel stages some
             L.run(compiled.module.bwd_prep, (NT, 1, B * H), ptrs)
         scan = scan_launch(compiled, q, v, chunk_size, scale, h0s is not None, dhts is not None, "backward")
         scan.run(compiled.module.bwd_states, (scan.NK * scan.NV, B * H), ptrs)
