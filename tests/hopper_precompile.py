@@ -1,4 +1,4 @@
-"""Run by tests/test_precompile.py in a process without the interpreter: precompile() through real
+"""Run by tests/test_precompile.py in a process without the interpreter: compile_all() through real
 Triton on a machine without a GPU. A driver that reports an sm_90 device lets JIT warmups compile
 for Hopper (Triton bundles ptxas); nothing launches. Prints how many compiles precompile started,
 how many kernels the JIT's cache then holds, and whether warming up again (what a launch does
@@ -12,7 +12,7 @@ from triton.backends.driver import DriverBase
 from triton.backends.nvidia.driver import ty_to_cpp
 from triton.runtime.driver import driver
 
-from flexla.runtime.precompile import precompile
+from flexla.runtime.precompile import compile_all
 from flexla.variants import get
 
 
@@ -62,7 +62,7 @@ def main(variant: str, kernel_name: str):
                   EXP_DTYPE=triton.language.bfloat16, ACC=triton.language.float32)
     pointers = [torch.empty(4096, dtype=torch.bfloat16) for a in kernel.arg_names if a.endswith("_ptr")]
     configs, passes = [(4, 1), (4, 3)], (0,)
-    started = precompile(kernel, (4, 1, 2), pointers, consts, configs, passes)
+    started = compile_all([(kernel, (4, 1, 2), pointers, consts, cfg, gates) for cfg in configs for gates in passes])
     cache = kernel.device_caches[0][0]
     held = len(cache)
     for warps, stages in configs:

@@ -10,8 +10,7 @@ import pytest
 import torch
 from triton.runtime import _async_compile
 
-from flexla.runtime import launch, tuning
-from flexla.runtime.precompile import precompile
+from flexla.runtime import launch, precompile, tuning
 
 
 class Recorder:
@@ -28,16 +27,16 @@ class Recorder:
 
 def test_every_config_and_gate_pass_compiles_in_one_async_batch():
     k = Recorder()
-    assert precompile(k, (4, 2), [torch.zeros(4)], {"BC": 16}, [(4, 1), (8, 1)], (1, 2)) == 4
+    assert precompile.precompile(k, (4, 2), [torch.zeros(4)], {"BC": 16}, [(4, 1), (8, 1)], (1, 2)) == 4
     assert sorted(c[:2] for c in k.calls) == [((4, 1), 1), ((4, 1), 2), ((8, 1), 1), ((8, 1), 2)]
     assert all(c[2] for c in k.calls)                        # handed to Triton's executor, not compiled inline
     assert _async_compile.active_mode.get() is None           # and the mode is left again
 
 
 def test_nothing_to_overlap_or_a_failure_leaves_the_compiles_to_the_launches():
-    assert precompile(Recorder(), (1,), [], {}, [(4, 1)], (0,)) == 0
-    assert precompile(object(), (1,), [], {}, [(4, 1), (8, 1)], (0,)) == 0       # not a JIT kernel
-    assert precompile(Recorder(fail=True), (1,), [], {}, [(4, 1), (8, 1)], (0,)) == 0
+    assert precompile.precompile(Recorder(), (1,), [], {}, [(4, 1)], (0,)) == 0
+    assert precompile.precompile(object(), (1,), [], {}, [(4, 1), (8, 1)], (0,)) == 0       # not a JIT kernel
+    assert precompile.precompile(Recorder(fail=True), (1,), [], {}, [(4, 1), (8, 1)], (0,)) == 0
     assert _async_compile.active_mode.get() is None
 
 
@@ -50,34 +49,61 @@ def test_only_what_the_search_will_launch_is_compiled_early(monkeypatch, tmp_pat
     assert tuning.to_compile("bwd_grads", "k", consts) == tuning.PER_CHUNK_CANDIDATES
     assert tuning.to_compile("chunk_states", "k", consts) == tuning.LOOP_CANDIDATES
     tuning._remember("k", (8, 1))
-    assert tuning.to_compile("bwd_grads", "k", consts) == []                # remembered
+    assert tuning.to_compile("bwd_grads", "k", consts) == [(8, 1)]          # remembered: that one
+    assert tuning.to_search("k", [(4, 1), (8, 1)]) == [(8, 1)]
     monkeypatch.setenv("FLEXLA_TUNE", "compile")
     assert tuning.to_compile("bwd_grads", "k", consts) == tuning.PER_CHUNK_CANDIDATES
     monkeypatch.setenv("FLEXLA_TUNE", "0")
-    assert tuning.to_compile("bwd_grads", "k2", consts) == []
+    assert tuning.to_compile("bwd_grads", "k2", consts) == tuning.PER_CHUNK_CANDIDATES[:1]
     monkeypatch.setenv("FLEXLA_TUNE", "1")
-    monkeypatch.setenv("FLEXLA_KERNEL_CONFIG", "bwd_grads=4x1")
-    assert tuning.to_compile("bwd_grads", "k2", consts) == []               # forced
+    monkeypatch.setenv("FLEXLA_KERNEL_CONFIG", "bwd_grads=4x3")
+    assert tuning.to_compile("bwd_grads", "k2", consts) == [(4, 3)]          # forced
     tuning.reset()
+
+
+class LaunchLog:
+    __name__ = "bwd_grads"
+
+    def __init__(self, order):
+        self.order = order
+
+    def __getitem__(self, grid):
+        return lambda *a, **kw: self.order.append("launch")
+
+
+def _launch():
+    q = torch.zeros(1, 32, 2, 16)
+    return launch.Launch({"variant": "Fake", "gated_kernels": ["bwd_grads"], "v_split": False}, q, q, 16, 1.0,
+                         False, False), q
 
 
 def test_a_launch_compiles_its_candidates_before_choosing(monkeypatch):
     order = []
-    monkeypatch.setattr(launch, "precompile", lambda kernel, grid, ptrs, consts, cfgs, passes:
+    monkeypatch.setattr(precompile, "precompile", lambda kernel, grid, ptrs, consts, cfgs, passes:
                         order.append(("precompile", cfgs, passes)))
     monkeypatch.setattr(tuning, "to_compile", lambda name, key, consts: [(4, 1), (8, 1)])
     monkeypatch.setattr(tuning, "choose", lambda *a, **kw: order.append("choose") or (4, 1))
-    q = v = torch.zeros(1, 32, 2, 16)
-    L = launch.Launch({"variant": "Fake", "gated_kernels": ["bwd_grads"], "v_split": False}, q, v, 16, 1.0,
-                      False, False)
-
-    class Kernel:
-        __name__ = "bwd_grads"
-
-        def __getitem__(self, grid):
-            return lambda *a, **kw: order.append("launch")
-    L.run(Kernel(), (2, 1, 2), [q])
+    L, q = _launch()
+    L.run(LaunchLog(order), (2, 1, 2), [q])
     assert order == [("precompile", [(4, 1), (8, 1)], (1, 2)), "choose", "launch", "launch"]
+
+
+def test_a_dry_run_records_launches_and_compiles_them_together_once(monkeypatch):
+    order, compiled = [], []
+    monkeypatch.setattr(tuning, "to_compile", lambda name, key, consts: [(4, 1), (8, 1)])
+    monkeypatch.setattr(precompile, "compile_all", lambda jobs: compiled.append(jobs) or len(jobs))
+    monkeypatch.setattr(precompile, "_DONE", set())
+    L, q = _launch()
+    kernel = LaunchLog(order)
+    dry = [lambda: L.run(kernel, (2, 1, 2), [q]), lambda: L.run(kernel, (4, 1, 2), [q])]
+    assert precompile.ahead_of_time("pass", dry) == 8         # 2 launches x 2 configs x 2 gate passes
+    assert order == [] and not precompile.recording()          # nothing launched, and the dry run is over
+    assert {(job[1], job[4], job[5]) for job in compiled[0]} == {
+        (grid, cfg, gates) for grid in [(2, 1, 2), (4, 1, 2)] for cfg in [(4, 1), (8, 1)] for gates in (1, 2)}
+    assert precompile.ahead_of_time("pass", dry) == 0          # once per pass and shape
+    failing = [lambda: L.run(kernel, (2, 1, 2), [q]), lambda: 1 / 0]
+    assert precompile.ahead_of_time("other", failing) == 4     # a failing dry run keeps what it recorded
+    assert not precompile.recording()
 
 
 def test_real_triton_compiles_the_candidates_for_hopper_at_once(tmp_path):
@@ -89,3 +115,27 @@ def test_real_triton_compiles_the_candidates_for_hopper_at_once(tmp_path):
                           "chunk_states"], env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["2", "2", "2"]        # started, cached after, cached after warming up again
+
+
+def test_dry_runs_of_real_passes_launch_nothing_and_record_every_kernel(monkeypatch):
+    """GLA's forward and both ways of its backward, run dry through the launcher's own code."""
+    from flexla.variants import get
+    compiled = get("gla").compile()
+    compiled_jobs = []
+    monkeypatch.setattr(tuning, "to_compile", lambda name, key, consts: [(4, 1), (8, 1)])
+    monkeypatch.setattr(precompile, "compile_all", lambda jobs: compiled_jobs.append(jobs) or len(jobs))
+    monkeypatch.setattr(precompile, "_DONE", set())
+    B, T, H, D = 1, 40, 2, 16
+    q, k, v, do = (torch.randn(B, T, H, D) for _ in range(4))
+    g = torch.nn.functional.logsigmoid(torch.randn(B, T, H, D))
+    outs = []
+
+    def forward():
+        outs.append(launch._forward(compiled, q, k, v, [g], 0.25, None, True, 16, "chunk")[0])
+
+    def backward(split):
+        outs.append(launch._backward(compiled, q, k, v, [g], 0.25, None, do, None, 16, [True], "chunk", split)[0])
+    assert precompile.ahead_of_time("gla", [forward, lambda: backward(True), lambda: backward(False)]) > 0
+    names = {job[0].__name__ for job in compiled_jobs[0]}
+    assert {"chunk_states", "chunk_output", "bwd_states", "bwd_grads", *compiled.meta["split_grad_kernels"]} <= names
+    assert all(torch.isnan(o).all() for o in outs)         # outputs poisoned (tests/conftest.py), never written

@@ -11,8 +11,7 @@ import triton.language as tl
 from triton.runtime.errors import OutOfResources
 
 from ..passes.schedule import choose_schedule
-from . import direct, tuning
-from .precompile import precompile
+from . import direct, precompile, tuning
 
 # FLEXLA_OUTPUT_V_SPLIT forces the output kernel's V split (output_launch), for experiments
 OUTPUT_V_SPLIT = os.environ.get("FLEXLA_OUTPUT_V_SPLIT", "auto")
@@ -121,18 +120,22 @@ class Launch:
         grid and pointer specialisation call them directly (runtime/direct.py)."""
         name = kernel.__name__
         on_gpu = self.device.type == "cuda"
-        if on_gpu:
+        dry = precompile.recording()        # a dry run (runtime/precompile.py): note, do not launch
+        if on_gpu and not dry:
             found_key = direct.key(kernel, grid, pointers)
             found = self.kernels.get(found_key)
             if found is not None:
                 return direct.launch(found, grid, pointers)
         passes = (1, 2) if name in self.gated else (0,)
-        launch = lambda cfg, gates=passes[0]: kernel[grid](*pointers, **dict(self.consts, GATES=gates),
-                                                           num_warps=cfg[0], num_stages=cfg[1])
         key = None if not on_gpu else "|".join(
             [device_name(self.device), triton.__version__, kernel.fn.__module__, name,
              tuning.bucket(name, self.consts, grid)])
-        precompile(kernel, grid, pointers, self.consts, tuning.to_compile(name, key, self.consts), passes)
+        if dry:
+            return precompile.record(kernel, grid, pointers, self.consts, tuning.to_compile(name, key, self.consts),
+                                     passes)
+        launch = lambda cfg, gates=passes[0]: kernel[grid](*pointers, **dict(self.consts, GATES=gates),
+                                                           num_warps=cfg[0], num_stages=cfg[1])
+        precompile.precompile(kernel, grid, pointers, self.consts, tuning.to_compile(name, key, self.consts), passes)
         cfg = tuning.choose(name, key, launch, self.consts, label=f"{self.variant} ")
         compiled = [launch(cfg, gates) for gates in passes]
         if on_gpu:
@@ -171,9 +174,19 @@ def with_fitting_chunk(run, key, chunk_size):
 
 
 def forward(compiled, q, k, v, extras, scale, h0s, want_ht, chunk_size, schedule=None):
-    """o and the final states (a list, or None). h0s: one initial state per declared state, or None."""
-    return with_fitting_chunk(lambda c: _forward(compiled, q, k, v, extras, scale, h0s, want_ht, c, schedule),
-                              fit_key(compiled, "forward", q, v), chunk_size)
+    """o and the final states (a list, or None). h0s: one initial state per declared state, or None.
+    The first call at a shape compiles its kernels ahead, all at once (runtime/precompile.py)."""
+    run = lambda: with_fitting_chunk(lambda c: _forward(compiled, q, k, v, extras, scale, h0s, want_ht, c, schedule),
+                                     fit_key(compiled, "forward", q, v), chunk_size)
+    if q.device.type == "cuda":
+        precompile.ahead_of_time(pass_key(compiled, "forward", q, v, chunk_size, schedule, h0s, want_ht), [run])
+    return run()
+
+
+def pass_key(compiled, direction: str, q, v, *rest) -> tuple:
+    """A pass at one call shape: what its dry run (runtime/precompile.py) is done once for."""
+    return (compiled.key, direction, tuple(q.shape), tuple(v.shape), q.dtype, q.device,
+            *(x if isinstance(x, (int, str, type(None))) else True for x in rest))
 
 
 def fit_key(compiled, direction: str, q, v) -> tuple:
@@ -296,10 +309,17 @@ def backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_to
     # the search compares chunks of the chunk-parallel backward; a fused one keeps the variant's chunk
     fused = choose_schedule(B, H, tuning.cdiv(T, chunk_size), 1, sm_count(q.device), schedule) == "fused"
     if cap or q.device.type != "cuda" or chunk_size < 32 or fused:
-        return at((min(chunk_size, int(cap or chunk_size)), split_exists))
-    key = "|".join([device_name(q.device), triton.__version__, compiled.key, "backward chunk",
-                    tuning.pass_bucket(q.shape[-1], v.shape[-1], q.dtype, B * H, tuning.cdiv(T, chunk_size))])
-    ways = [(chunk_size, split_exists), (chunk_size // 2, False)]
+        ways, key = [(min(chunk_size, int(cap or chunk_size)), split_exists)], None
+    else:
+        ways = [(chunk_size, split_exists), (chunk_size // 2, False)]
+        key = "|".join([device_name(q.device), triton.__version__, compiled.key, "backward chunk",
+                        tuning.pass_bucket(q.shape[-1], v.shape[-1], q.dtype, B * H, tuning.cdiv(T, chunk_size))])
+    if q.device.type == "cuda":      # compile the kernels of every way the search will run, all at once
+        will_run = [w for w in ways if w in tuning.to_search(key, ways)] if key else ways
+        precompile.ahead_of_time(pass_key(compiled, "backward", q, v, chunk_size, schedule, h0s, dhts, cap),
+                                 [lambda way=way: at(way) for way in will_run])
+    if key is None:
+        return at(ways[0])
     name_of = lambda way: f"{way[0]} {'split' if way[1] else 'whole'}"
     return at(tuning.search(key, ways, at, what=f"{compiled.meta['variant']} backward",
                             unit="chunk and gradient kernels", name_of=name_of))

@@ -1,31 +1,73 @@
-"""A kernel's tuning candidates compiled at once, on threads, before the search launches them.
+"""Compiling ahead, on threads: a pass's kernels and their tuning candidates all at once.
 
-On a cold start each candidate of each kernel (runtime/tuning.py: two launch configs, both passes
-of a gated kernel) compiled on its first launch, one after another, and compiling is most of a
-cold first call (docs/performance.md, First call). Triton's compiler spends most of its time
-outside the GIL (MLIR passes, LLVM, ptxas): eight of the delta rule's Hopper kernels compiled in
-5.6 s on two threads against 10.7 s one after another (a 2-core machine, Triton 3.6). Triton's
-AsyncCompileMode hands the compiles of `warmup` (compile, do not launch) to an executor and puts
-the results in the kernel's cache, where the search's launches find them. Compiling early is only
-an optimisation: whatever fails here is compiled (or reported) by the launches as before.
+On a cold start every kernel of a pass compiled on its first launch, each tuning candidate
+(runtime/tuning.py: two launch configs, both passes of a gated kernel) one after another, and
+compiling is most of a cold first call (docs/performance.md, First call). Triton's compiler spends
+most of its time outside the GIL (MLIR passes, LLVM, ptxas), and Triton's AsyncCompileMode hands
+the compiles of `warmup` (compile, do not launch) to an executor and puts the results in each
+kernel's cache, where the launches find them.
+
+So the first call of a pass at a new shape first runs it dry (`ahead_of_time`): every launch is
+recorded rather than made (Launch.run asks `recording()`), with the configs it will be launched
+with; then everything recorded compiles at once. A backward that searches its chunk runs both
+ways dry, so both ways' kernels compile together too. Compiling early is only an optimisation:
+whatever fails here is compiled (or reported) by the launches as before.
 """
 from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
+
+_JOBS: ContextVar[list | None] = ContextVar("flexla_compile_ahead", default=None)
+_DONE: set = set()          # the passes (by key) already run dry in this process
+
+
+def recording() -> bool:
+    """Whether launches are being recorded (a dry run) rather than made."""
+    return _JOBS.get() is not None
+
+
+def record(kernel, grid, pointers, consts: dict, configs, passes) -> None:
+    """Note kernel's compiles for every config (num_warps, num_stages) and GATES value in passes."""
+    _JOBS.get().extend((kernel, grid, pointers, consts, cfg, gates) for cfg in configs for gates in passes)
+
+
+def ahead_of_time(key, dry_runs) -> int:
+    """Once per key in a process: run each of dry_runs (callables that run a pass) with every launch
+    recorded, then compile all that was recorded at once. The number of compiles started."""
+    if key in _DONE:
+        return 0
+    if len(_DONE) > 4096:
+        _DONE.clear()
+    _DONE.add(key)
+    jobs = []
+    token = _JOBS.set(jobs)
+    try:
+        for run in dry_runs:
+            run()
+    except Exception:  # noqa: BLE001 -- the real run will raise it, or compile what is missing
+        pass
+    finally:
+        _JOBS.reset(token)
+    return compile_all(jobs)
 
 
 def precompile(kernel, grid, pointers, consts: dict, configs, passes) -> int:
-    """Compile `kernel` for every (num_warps, num_stages) in configs and GATES value in passes;
-    the number of compiles started (0 where there is nothing to overlap or it could not start)."""
-    jobs = [(cfg, gates) for cfg in configs for gates in passes]
-    if len(jobs) < 2 or not hasattr(kernel, "warmup"):
+    """Compile one kernel's configs and gate passes at once (a launch outside a dry run)."""
+    return compile_all([(kernel, grid, pointers, consts, cfg, gates) for cfg in configs for gates in passes])
+
+
+def compile_all(jobs) -> int:
+    """Compile every (kernel, grid, pointers, consts, (num_warps, num_stages), GATES) at once; the
+    number of compiles started (0 where there is nothing to overlap or it could not start)."""
+    if len(jobs) < 2 or not all(hasattr(job[0], "warmup") for job in jobs):
         return 0
     try:
         from triton.runtime._async_compile import AsyncCompileMode
         with ThreadPoolExecutor(min(len(jobs), os.cpu_count() or 1)) as pool:
             with AsyncCompileMode(pool, ignore_errors=True):
-                for (warps, stages), gates in jobs:
+                for kernel, grid, pointers, consts, (warps, stages), gates in jobs:
                     kernel.warmup(*pointers, grid=grid, **dict(consts, GATES=gates), num_warps=warps,
                                   num_stages=stages)
     except Exception:  # noqa: BLE001 -- the launches compile what is missing

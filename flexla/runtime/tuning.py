@@ -129,14 +129,24 @@ def choose(name: str, key: str | None, launch, consts: dict, timer=cuda_time, la
 
 
 def to_compile(name: str, key: str | None, consts: dict) -> list:
-    """The candidates choose() is about to launch for the first time (runtime/precompile.py
-    compiles them at once): none where the config is forced, remembered or not searched for."""
+    """The configs choose() will launch kernel `name` with (runtime/precompile.py compiles them
+    ahead): every candidate where it searches now, else the one it takes; none off the GPU."""
+    if key is None:
+        return []
+    forced = forced_configs(os.environ.get("FLEXLA_KERNEL_CONFIG", ""))
+    return [forced[name]] if name in forced else to_search(key, candidates(name, consts))
+
+
+def to_search(key: str | None, cands: list) -> list:
+    """The candidates search(key, cands, ...) will run: all where it times them now, else the one
+    it takes."""
     mode = os.environ.get("FLEXLA_TUNE", "1")
-    if key is None or mode == "0" or name in forced_configs(os.environ.get("FLEXLA_KERNEL_CONFIG", "")):
-        return []
+    if key is None or mode == "0":
+        return cands[:1]
     if mode != "compile" and key in _table():
-        return []
-    return candidates(name, consts)
+        found = _table()[key]
+        return [tuple(found) if isinstance(found, list) else found]
+    return cands
 
 
 def search(key: str | None, cands: list, run, timer=cuda_time, what: str = "", unit: str = "", name_of=None):
