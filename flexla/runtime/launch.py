@@ -179,7 +179,8 @@ def forward(compiled, q, k, v, extras, scale, h0s, want_ht, chunk_size, schedule
     run = lambda: with_fitting_chunk(lambda c: _forward(compiled, q, k, v, extras, scale, h0s, want_ht, c, schedule),
                                      fit_key(compiled, "forward", q, v), chunk_size)
     if q.device.type == "cuda":
-        precompile.ahead_of_time(pass_key(compiled, "forward", q, v, chunk_size, schedule, h0s, want_ht), [run])
+        precompile.ahead_of_time(pass_key(compiled, "forward", q, v, chunk_size, schedule, h0s, want_ht), [run],
+                                 f"{compiled.meta['variant']} forward")
     return run()
 
 
@@ -317,7 +318,7 @@ def backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_to
     if q.device.type == "cuda":      # compile the kernels of every way the search will run, all at once
         will_run = [w for w in ways if w in tuning.to_search(key, ways)] if key else ways
         precompile.ahead_of_time(pass_key(compiled, "backward", q, v, chunk_size, schedule, h0s, dhts, cap),
-                                 [lambda way=way: at(way) for way in will_run])
+                                 [lambda way=way: at(way) for way in will_run], f"{compiled.meta['variant']} backward")
     if key is None:
         return at(ways[0])
     name_of = lambda way: f"{way[0]} {'split' if way[1] else 'whole'}"

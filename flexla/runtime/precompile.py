@@ -16,6 +16,8 @@ whatever fails here is compiled (or reported) by the launches as before.
 from __future__ import annotations
 
 import os
+import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 
@@ -33,9 +35,10 @@ def record(kernel, grid, pointers, consts: dict, configs, passes) -> None:
     _JOBS.get().extend((kernel, grid, pointers, consts, cfg, gates) for cfg in configs for gates in passes)
 
 
-def ahead_of_time(key, dry_runs) -> int:
+def ahead_of_time(key, dry_runs, what: str = "") -> int:
     """Once per key in a process: run each of dry_runs (callables that run a pass) with every launch
-    recorded, then compile all that was recorded at once. The number of compiles started."""
+    recorded, then compile all that was recorded at once (reported when it took a while, i.e. was
+    not found in Triton's cache on disk). The number of compiles started."""
     if key in _DONE:
         return 0
     if len(_DONE) > 4096:
@@ -50,7 +53,12 @@ def ahead_of_time(key, dry_runs) -> int:
         pass
     finally:
         _JOBS.reset(token)
-    return compile_all(jobs)
+    start = time.perf_counter()
+    started = compile_all(jobs)
+    if time.perf_counter() - start > 1:
+        print(f"flexla: {what}: compiled {started} kernel variants at once in {time.perf_counter() - start:.1f}s",
+              file=sys.stderr, flush=True)
+    return started
 
 
 def precompile(kernel, grid, pointers, consts: dict, configs, passes) -> int:
