@@ -187,7 +187,7 @@ def forward(compiled, q, k, v, extras, scale, h0s, want_ht, chunk_size, schedule
 def pass_key(compiled, direction: str, q, v, *rest) -> tuple:
     """A pass at one call shape: what its dry run (runtime/precompile.py) is done once for."""
     return (compiled.key, direction, tuple(q.shape), tuple(v.shape), q.dtype, q.device,
-            *(x if isinstance(x, (int, str, type(None))) else True for x in rest))
+            *(x if isinstance(x, (int, str, type(None))) else True for x in rest))   # tensors: given or not
 
 
 def fit_key(compiled, direction: str, q, v) -> tuple:
@@ -316,7 +316,7 @@ def backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_to
         key = "|".join([device_name(q.device), triton.__version__, compiled.key, "backward chunk",
                         tuning.pass_bucket(q.shape[-1], v.shape[-1], q.dtype, B * H, tuning.cdiv(T, chunk_size))])
     if q.device.type == "cuda":      # compile the kernels of every way the search will run, all at once
-        will_run = [w for w in ways if w in tuning.to_search(key, ways)] if key else ways
+        will_run = tuning.to_search(key, ways) if key else ways
         precompile.ahead_of_time(pass_key(compiled, "backward", q, v, chunk_size, schedule, h0s, dhts, cap),
                                  [lambda way=way: at(way) for way in will_run], f"{compiled.meta['variant']} backward")
     if key is None:

@@ -140,27 +140,31 @@ def to_compile(name: str, key: str | None, consts: dict) -> list:
 def to_search(key: str | None, cands: list) -> list:
     """The candidates search(key, cands, ...) will run: all where it times them now, else the one
     it takes."""
+    decided = _decided(key, cands)
+    return cands if decided is None else [decided]
+
+
+def _decided(key: str | None, cands: list):
+    """The candidate search() takes without running any: the first (key None, or FLEXLA_TUNE=0) or
+    the remembered one; None where it runs them all."""
     mode = os.environ.get("FLEXLA_TUNE", "1")
     if key is None or mode == "0":
-        return cands[:1]
+        return cands[0]
     if mode != "compile" and key in _table():
         found = _table()[key]
-        return [tuple(found) if isinstance(found, list) else found]
-    return cands
+        return tuple(found) if isinstance(found, list) else found
+    return None
 
 
 def search(key: str | None, cands: list, run, timer=cuda_time, what: str = "", unit: str = "", name_of=None):
     """The candidate for which run(candidate) is fastest: remembered under key, or timed now
     (key None, or FLEXLA_TUNE=0: the first)."""
-    mode = os.environ.get("FLEXLA_TUNE", "1")
-    if key is None or mode == "0":
-        return cands[0]
-    if mode == "compile":       # compile every candidate, choose none (a later quiet process times them)
-        fitting = [c for c in cands if _fits(run, c)]
+    decided = _decided(key, cands)
+    if decided is not None:
+        return decided
+    if os.environ.get("FLEXLA_TUNE", "1") == "compile":   # compile every candidate, choose none (a later
+        fitting = [c for c in cands if _fits(run, c)]      # quiet process times them)
         return fitting[0] if fitting else cands[0]
-    if key in _table():
-        found = _table()[key]
-        return tuple(found) if isinstance(found, list) else found
     times, last_error = {}, None
     for c in cands:
         try:
