@@ -4,7 +4,10 @@ on the device, kept on disk.
 The space is small, pruned to what can pay off (measured per kernel on an H200, see
 docs/performance.md):
 - kernels that walk the chunks in a loop (the state scans, the fused schedule) can overlap the next
-  chunk's loads with this chunk's work: 1 or 3 pipeline stages, 4 warps;
+  chunk's loads with this chunk's work: 1 or 3 pipeline stages, 4 warps; and 8 warps, 1 stage,
+  where the state slice a program carries is 256 x 64 or more (sm_90 compiles of the delta rule's
+  scan at D = 256: 380 B of spills a thread at 4 warps, none at 8; at 3 stages it needs 248 KB of
+  shared memory, more than the device has);
 - per-chunk kernels have no loop over memory; 8 warps give each thread half the registers' worth
   of the same tiles (the gradient kernels spill at 4): 4 or 8 warps, one stage, 8 only where the
   K and V tiles are 64 wide or more (on small tiles nothing spills, and HGRN's 16-wide tiles
@@ -42,6 +45,7 @@ from ..codegen import cache
 CANNOT_RUN = (OutOfResources, PTXASError)
 LOOPING = {"chunk_states", "bwd_states", "fused_fwd", "bwd"}
 LOOP_CANDIDATES = [(4, 1), (4, 3)]
+BIG_STATE = 256 * 64          # state slice elements from which a loop also tries 8 warps
 PER_CHUNK_CANDIDATES = [(4, 1), (8, 1)]
 _TABLE: dict | None = None
 
@@ -57,7 +61,10 @@ def forced_configs(spec: str) -> dict:
 
 def candidates(kernel_name: str, consts: dict) -> list[tuple]:
     if kernel_name in LOOPING:
-        return LOOP_CANDIDATES
+        # a [BK, BV] state slice of 16K fp32 values is 128 registers a thread at 4 warps, half of
+        # what a thread has: such scans (the delta rules' at D = 256, which cannot split K) spill
+        big_state = consts["BK"] * consts["BV"] >= BIG_STATE
+        return LOOP_CANDIDATES + [(8, 1)] * big_state
     return PER_CHUNK_CANDIDATES if min(consts["BK"], consts["BV"]) >= 64 else PER_CHUNK_CANDIDATES[:1]
 
 
