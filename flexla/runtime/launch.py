@@ -130,12 +130,12 @@ class Launch:
         key = None if not on_gpu else "|".join(
             [device_name(self.device), triton.__version__, kernel.fn.__module__, name,
              tuning.bucket(name, self.consts, grid)])
+        configs = tuning.to_compile(name, key, self.consts)
         if dry:
-            return precompile.record(kernel, grid, pointers, self.consts, tuning.to_compile(name, key, self.consts),
-                                     passes)
+            return precompile.record(kernel, grid, pointers, self.consts, configs, passes)
         launch = lambda cfg, gates=passes[0]: kernel[grid](*pointers, **dict(self.consts, GATES=gates),
                                                            num_warps=cfg[0], num_stages=cfg[1])
-        precompile.precompile(kernel, grid, pointers, self.consts, tuning.to_compile(name, key, self.consts), passes)
+        precompile.precompile(kernel, grid, pointers, self.consts, configs, passes)
         cfg = tuning.choose(name, key, launch, self.consts, label=f"{self.variant} ")
         compiled = [launch(cfg, gates) for gates in passes]
         if on_gpu:

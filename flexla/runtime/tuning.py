@@ -129,9 +129,9 @@ def choose(name: str, key: str | None, launch, consts: dict, timer=cuda_time, la
     """The config to launch kernel `name` with: forced, remembered, or searched now (key None: no
     device to time on, the first candidate). launch(cfg) runs the kernel once with cfg; timer(fn)
     times fn on the device."""
-    forced = forced_configs(os.environ.get("FLEXLA_KERNEL_CONFIG", ""))
-    if name in forced:
-        return forced[name]
+    forced = _forced(name)
+    if forced is not None:
+        return forced
     return search(key, candidates(name, consts), launch, timer, f"{label}{name}", "warps x stages")
 
 
@@ -140,8 +140,13 @@ def to_compile(name: str, key: str | None, consts: dict) -> list:
     ahead): every candidate where it searches now, else the one it takes; none off the GPU."""
     if key is None:
         return []
-    forced = forced_configs(os.environ.get("FLEXLA_KERNEL_CONFIG", ""))
-    return [forced[name]] if name in forced else to_search(key, candidates(name, consts))
+    forced = _forced(name)
+    return [forced] if forced is not None else to_search(key, candidates(name, consts))
+
+
+def _forced(name: str) -> tuple | None:
+    """FLEXLA_KERNEL_CONFIG's config for kernel `name`, if it forces one."""
+    return forced_configs(os.environ.get("FLEXLA_KERNEL_CONFIG", "")).get(name)
 
 
 def to_search(key: str | None, cands: list) -> list:
