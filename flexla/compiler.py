@@ -129,6 +129,9 @@ def compile_variant(name: str, callbacks: dict, extras: list[Extra], states: lis
         # of those, the ones a split gradient kernel hands to the next (written only when split)
         "bwd_handed": handed,
         "split_grad_kernels": grads,
+        # gradient kernels that mix no lanes along V (a split kernel computing dv alone): the
+        # launcher may give each program a slice of V, where whole V tiles would not fit
+        "v_split_grads": [n for n in [*grads, "bwd_grads"] if v_split_blocker(bplans[n].graph) is None],
         "kernels": [k.name for k in kernels],
         # per-chunk kernels with gated products: the launcher runs each again as its fix-up pass
         "gated_kernels": [k.name for k in kernels if k.gated],

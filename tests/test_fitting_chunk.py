@@ -1,11 +1,13 @@
 """A kernel that does not fit in shared memory (Triton's OutOfResources at launch, GPU only) is
 retried at half the chunk size, with the same results; the interpreter never runs out, so the
 launcher is made to refuse chunks above 32 here."""
+import pytest
 import torch
 from triton.runtime.errors import OutOfResources, PTXASError
 
 from flexla import ops
-from flexla.runtime import launch
+from flexla.frontend.errors import DoesNotFit
+from flexla.runtime import launch, tuning
 from recurrences import simple_gla_ref
 from test_ops import TOL, inputs
 
@@ -58,16 +60,27 @@ def test_a_chunk_ptxas_cannot_build_falls_back_too(monkeypatch, capsys):
     assert asked == [64, 32] and "does not build at chunk 64" in capsys.readouterr().err
 
 
-def test_out_of_resources_at_the_smallest_chunk_is_raised(monkeypatch):
+def test_out_of_resources_at_the_smallest_chunk_is_raised_with_what_to_do(monkeypatch):
     monkeypatch.setattr(launch, "_FITTING_CHUNK", {})
 
     def never_fits(chunk):
         raise OutOfResources(1 << 20, 1 << 17, "shared memory")
-    try:
-        launch.with_fitting_chunk(never_fits, ("v", "forward"), 64)
-    except OutOfResources:
-        return
-    raise AssertionError("OutOfResources at chunk 16 must reach the caller")
+    with pytest.raises(DoesNotFit, match=r"DeltaNet backward at head dims K = 256, V = 256: needs 1048576 bytes "
+                       r"of shared memory at chunk 16 .*\n  what to do: use head dims of 128 or less"):
+        launch.with_fitting_chunk(never_fits, ("DeltaNet", "backward", "key", 256, 256), 64)
+
+
+def test_a_way_that_fits_nowhere_leaves_the_search_the_other_ways(monkeypatch):
+    """The backward's chunk search times its ways; one that fits at no chunk is skipped, not fatal."""
+    monkeypatch.setattr(launch, "_FITTING_CHUNK", {})
+    monkeypatch.setattr(tuning, "_remember", lambda key, cfg: None)
+
+    def way(w):
+        if w == "whole":
+            return launch.with_fitting_chunk(lambda c: (_ for _ in ()).throw(OutOfResources(1, 0, "shared memory")),
+                                             ("V", "backward", "key", 256, 256), 32)
+        return w
+    assert tuning.search("k", ["whole", "split"], way, timer=lambda run: run() and 1.0) == "split"
 
 
 def test_the_fitting_chunk_is_remembered_per_asked_for_chunk(monkeypatch):

@@ -27,16 +27,17 @@ class Recorder:
 
 def test_every_config_and_gate_pass_compiles_in_one_async_batch():
     k = Recorder()
-    assert precompile.precompile(k, (4, 2), [torch.zeros(4)], {"BC": 16}, [(4, 1), (8, 1)], (1, 2)) == 4
-    assert sorted(c[:2] for c in k.calls) == [((4, 1), 1), ((4, 1), 2), ((8, 1), 1), ((8, 1), 2)]
+    compiles = [((4, 1), 1), ((8, 1), 1), ((8, 1), 2)]
+    assert precompile.precompile(k, (4, 2), [torch.zeros(4)], {"BC": 16}, compiles) == 3
+    assert sorted(c[:2] for c in k.calls) == compiles
     assert all(c[2] for c in k.calls)                        # handed to Triton's executor, not compiled inline
     assert _async_compile.active_mode.get() is None           # and the mode is left again
 
 
 def test_nothing_to_overlap_or_a_failure_leaves_the_compiles_to_the_launches():
-    assert precompile.precompile(Recorder(), (1,), [], {}, [(4, 1)], (0,)) == 0
-    assert precompile.precompile(object(), (1,), [], {}, [(4, 1), (8, 1)], (0,)) == 0       # not a JIT kernel
-    assert precompile.precompile(Recorder(fail=True), (1,), [], {}, [(4, 1), (8, 1)], (0,)) == 0
+    assert precompile.precompile(Recorder(), (1,), [], {}, [((4, 1), 0)]) == 0
+    assert precompile.precompile(object(), (1,), [], {}, [((4, 1), 0), ((8, 1), 0)]) == 0       # not a JIT kernel
+    assert precompile.precompile(Recorder(fail=True), (1,), [], {}, [((4, 1), 0), ((8, 1), 0)]) == 0
     assert _async_compile.active_mode.get() is None
 
 
@@ -79,13 +80,20 @@ def _launch():
 
 def test_a_launch_compiles_its_candidates_before_choosing(monkeypatch):
     order = []
-    monkeypatch.setattr(precompile, "precompile", lambda kernel, grid, ptrs, consts, cfgs, passes:
-                        order.append(("precompile", cfgs, passes)))
+    monkeypatch.setattr(precompile, "precompile", lambda kernel, grid, ptrs, consts, compiles:
+                        order.append(("precompile", compiles)))
     monkeypatch.setattr(tuning, "to_compile", lambda name, key, consts: [(4, 1), (8, 1)])
+    monkeypatch.setattr(tuning, "fix_up_config", lambda name, consts: (8, 2))
     monkeypatch.setattr(tuning, "choose", lambda *a, **kw: order.append("choose") or (4, 1))
     L, q = _launch()
     L.run(LaunchLog(order), (2, 1, 2), [q])
-    assert order == [("precompile", [(4, 1), (8, 1)], (1, 2)), "choose", "launch", "launch"]
+    # the fast pass (GATES 1) per candidate, the fix-up pass (GATES 2) once, in its own config
+    assert order == [("precompile", [((4, 1), 1), ((8, 1), 1), ((8, 2), 2)]), "choose", "launch", "launch"]
+
+
+def test_the_fix_up_pass_takes_the_candidate_with_most_warps():
+    assert tuning.fix_up_config("bwd_grads", {"BK": 64, "BV": 128}) == (8, 1)
+    assert tuning.fix_up_config("bwd_grads", {"BK": 16, "BV": 64}) == (4, 1)   # small tiles: 4 warps only
 
 
 def test_a_dry_run_records_launches_and_compiles_them_together_once(monkeypatch):
@@ -96,13 +104,14 @@ def test_a_dry_run_records_launches_and_compiles_them_together_once(monkeypatch)
     L, q = _launch()
     kernel = LaunchLog(order)
     dry = [lambda: L.run(kernel, (2, 1, 2), [q]), lambda: L.run(kernel, (4, 1, 2), [q])]
-    assert precompile.ahead_of_time("pass", dry) == 8         # 2 launches x 2 configs x 2 gate passes
+    assert precompile.ahead_of_time("pass", dry) == 6         # 2 launches x (2 configs + the fix-up pass)
     assert order == [] and not precompile.recording()          # nothing launched, and the dry run is over
+    fix_up = tuning.fix_up_config("bwd_grads", L.consts)
     assert {(job[1], job[4], job[5]) for job in compiled[0]} == {
-        (grid, cfg, gates) for grid in [(2, 1, 2), (4, 1, 2)] for cfg in [(4, 1), (8, 1)] for gates in (1, 2)}
+        (grid, cfg, gates) for grid in [(2, 1, 2), (4, 1, 2)] for cfg, gates in [((4, 1), 1), ((8, 1), 1), (fix_up, 2)]}
     assert precompile.ahead_of_time("pass", dry) == 0          # once per pass and shape
     failing = [lambda: L.run(kernel, (2, 1, 2), [q]), lambda: 1 / 0]
-    assert precompile.ahead_of_time("other", failing) == 4     # a failing dry run keeps what it recorded
+    assert precompile.ahead_of_time("other", failing) == 3     # a failing dry run keeps what it recorded
     assert not precompile.recording()
 
 

@@ -20,3 +20,12 @@ class CallError(FlexlaError, ValueError):
 
     def __init__(self, variant: str, problem: str, hint: str):
         super().__init__(f"{variant}(...): {problem}\n  what to do: {hint}")
+
+
+class DoesNotFit(FlexlaError, RuntimeError):
+    """A pass whose kernels do not fit the device (shared memory, registers) at any chunk size."""
+
+    def __init__(self, variant: str, direction: str, K: int, V: int, why: str):
+        super().__init__(f"{variant} {direction} at head dims K = {K}, V = {V}: {why}, even at chunk 16, the "
+                         "smallest\n  what to do: use head dims of 128 or less for this variant's "
+                         f"{direction} on this GPU (docs/performance.md lists what runs where)")

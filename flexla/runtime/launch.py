@@ -10,6 +10,7 @@ import triton
 import triton.language as tl
 from triton.runtime.errors import OutOfResources
 
+from ..frontend.errors import DoesNotFit
 from ..passes.schedule import choose_schedule
 from . import direct, precompile, tuning
 
@@ -18,6 +19,12 @@ OUTPUT_V_SPLIT = os.environ.get("FLEXLA_OUTPUT_V_SPLIT", "auto")
 # the narrowest K slice of a state scan split along K (scan_launch); FLEXLA_SCAN_BK sets it
 # (experiments, and checks at small K)
 SCAN_BK = int(os.environ.get("FLEXLA_SCAN_BK", "64"))
+# the widest V slice of a gradient kernel that may split V (grad_launch); FLEXLA_GRAD_MAX_BV sets
+# it (checks of the split at small V). Not below 64: slices of 32 next to K tiles of 64 or 128
+# crashed with an illegal address or gave wrong dv on an H200 (Triton 3.6; not yet understood)
+GRAD_MAX_BV = int(os.environ.get("FLEXLA_GRAD_MAX_BV", "128"))
+if GRAD_MAX_BV < 64:
+    raise ValueError(f"FLEXLA_GRAD_MAX_BV must be 64 or more, got {GRAD_MAX_BV}")
 DOT_DTYPES = {torch.bfloat16: tl.bfloat16, torch.float16: tl.float16, torch.float32: tl.float32,
               torch.float64: tl.float64}
 
@@ -81,17 +88,17 @@ class Launch:
     _kept: dict = {}
 
     @classmethod
-    def of(cls, meta, q, v, chunk_size, scale, use_h0, use_ht, v_split=None, k_split=None) -> "Launch":
+    def of(cls, meta, q, v, chunk_size, scale, use_h0, use_ht, v_split=None, k_split=None, max_bv=64) -> "Launch":
         key = (id(meta), tuple(q.shape), tuple(v.shape[2:]), q.dtype, q.device, chunk_size, float(scale),
-               bool(use_h0), bool(use_ht), v_split, k_split)
+               bool(use_h0), bool(use_ht), v_split, k_split, max_bv)
         found = cls._kept.get(key)
         if found is None:
             if len(cls._kept) >= cls.KEPT:
                 cls._kept.pop(next(iter(cls._kept)))
-            found = cls._kept[key] = cls(meta, q, v, chunk_size, scale, use_h0, use_ht, v_split, k_split)
+            found = cls._kept[key] = cls(meta, q, v, chunk_size, scale, use_h0, use_ht, v_split, k_split, max_bv)
         return found
 
-    def __init__(self, meta, q, v, chunk_size, scale, use_h0, use_ht, v_split=None, k_split=None):
+    def __init__(self, meta, q, v, chunk_size, scale, use_h0, use_ht, v_split=None, k_split=None, max_bv=64):
         self.meta = meta        # held, so that id(meta) in Launch.of's key stays this meta's
         self.variant, self.device = meta["variant"], q.device
         self.kernels: dict = {}
@@ -99,7 +106,7 @@ class Launch:
         self.B, self.T, HQK, self.K = q.shape
         self.H, self.V = v.shape[2], v.shape[-1]          # q and k may have fewer heads (GQA)
         split = meta["v_split"] if v_split is None else v_split
-        bs = block_sizes(chunk_size, self.K, self.V, split, max_bk=k_split)   # k_split: the K slice, if any
+        bs = block_sizes(chunk_size, self.K, self.V, split, max_bv, max_bk=k_split)   # k_split: the K slice, if any
         self.NK, self.NV, self.NT = bs.pop("NK"), bs.pop("NV"), tuning.cdiv(self.T, chunk_size)
         self.consts = dict(
             scale=float(scale), T=self.T, H=self.H, G=self.H // HQK, NT=self.NT, K=self.K, V=self.V, **bs,
@@ -130,18 +137,29 @@ class Launch:
         key = None if not on_gpu else "|".join(
             [device_name(self.device), triton.__version__, kernel.fn.__module__, name,
              tuning.bucket(name, self.consts, grid)])
-        configs = tuning.to_compile(name, key, self.consts)
+        # the fix-up pass is not tuned: it has one config whatever the fast pass's (see tuning.fix_up_config)
+        fix_up = [(tuning.fix_up_config(name, self.consts), gates) for gates in passes[1:]]
+        compiles = [(cfg, passes[0]) for cfg in tuning.to_compile(name, key, self.consts)] + fix_up
         if dry:
-            return precompile.record(kernel, grid, pointers, self.consts, configs, passes)
+            return precompile.record(kernel, grid, pointers, self.consts, compiles)
         launch = lambda cfg, gates=passes[0]: kernel[grid](*pointers, **dict(self.consts, GATES=gates),
                                                            num_warps=cfg[0], num_stages=cfg[1])
-        precompile.precompile(kernel, grid, pointers, self.consts, configs, passes)
+        precompile.precompile(kernel, grid, pointers, self.consts, compiles)
         cfg = tuning.choose(name, key, launch, self.consts, label=f"{self.variant} ")
-        compiled = [launch(cfg, gates) for gates in passes]
+        compiled = [launch(cfg)] + [self._fix_up(launch, c, cfg, gates) for c, gates in fix_up]
         if on_gpu:
             found = direct.plan(kernel, compiled, self.consts, passes, len(pointers))
             if found is not None:
                 self.kernels[found_key] = found
+
+    @staticmethod
+    def _fix_up(launch, cfg, fast_cfg, gates):
+        """The fix-up pass in its own config, or where that does not fit (more warps can take more
+        shared memory) in the fast pass's."""
+        try:
+            return launch(cfg, gates)
+        except tuning.CANNOT_RUN:
+            return launch(fast_cfg, gates)
 
 
 # (variant, pass, module key, K, V, dtype, device, asked-for chunk) -> the chunk whose kernels last fitted
@@ -162,10 +180,10 @@ def with_fitting_chunk(run, key, chunk_size):
         try:
             out = run(chunk)
         except tuning.CANNOT_RUN as e:
-            if chunk <= 16:
-                raise
             why = (f"needs {e.required} bytes of shared memory at chunk {chunk} (the device has {e.limit})"
                    if isinstance(e, OutOfResources) else f"does not build at chunk {chunk} ({e})")
+            if chunk <= 16:
+                raise DoesNotFit(key[0], key[1], key[3], key[4], why) from e
             print(f"flexla: {key[0]} {key[1]} {why}; using chunk {chunk // 2}", file=sys.stderr)
             chunk //= 2
             continue
@@ -227,6 +245,17 @@ def output_launch(compiled, q, v, chunk_size, scale, L: Launch, sms: int) -> Lau
     if L.NV == 1 or split:
         return L
     return whole_v(compiled, q, v, chunk_size, scale, L)
+
+
+def grad_launch(compiled, q, v, chunk_size, scale, L: Launch, name: str) -> Launch:
+    """A per-chunk gradient kernel keeps V whole, except one that mixes no lanes along V (the
+    compiler's v_split_grads: a split kernel computing dv alone) when V is wider than GRAD_MAX_BV:
+    then each program takes a slice of V. Whole V tiles of 256 did not fit in an H200's shared
+    memory at any chunk (retention's and simple GLA's dv kernel: 270 KB at chunk 16, sm_90)."""
+    if name not in compiled.meta["v_split_grads"] or L.V <= GRAD_MAX_BV:
+        return L
+    return Launch.of(compiled.meta, q, v, chunk_size, scale, L.consts["USE_H0"], L.consts["USE_HT"], v_split=True,
+                     max_bv=GRAD_MAX_BV)
 
 
 def staged_buffers(entries, L: Launch, q, chunk_size):
@@ -371,7 +400,8 @@ def _backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_t
         scan = scan_launch(compiled, q, v, chunk_size, scale, h0s is not None, dhts is not None, "backward")
         scan.run(compiled.module.bwd_states, (scan.NK * scan.NV, B * H), ptrs)
         for name in grads:
-            L.run(getattr(compiled.module, name), (NT, 1, B * H), ptrs)
+            grad = grad_launch(compiled, q, v, chunk_size, scale, L, name)
+            grad.run(getattr(compiled.module, name), (NT, grad.NV, B * H), ptrs)
     dextras = [d.to(e.dtype) if tok else d.sum((0, 1)).to(e.dtype)
                for d, e, tok in zip(dextras, extras, per_token)]
     if G > 1:

@@ -30,9 +30,9 @@ def recording() -> bool:
     return _JOBS.get() is not None
 
 
-def record(kernel, grid, pointers, consts: dict, configs, passes) -> None:
-    """Note kernel's compiles for every config (num_warps, num_stages) and GATES value in passes."""
-    _JOBS.get().extend((kernel, grid, pointers, consts, cfg, gates) for cfg in configs for gates in passes)
+def record(kernel, grid, pointers, consts: dict, compiles) -> None:
+    """Note kernel's compiles: one per ((num_warps, num_stages), GATES value) in compiles."""
+    _JOBS.get().extend((kernel, grid, pointers, consts, cfg, gates) for cfg, gates in compiles)
 
 
 def ahead_of_time(key, dry_runs, what: str = "") -> int:
@@ -61,9 +61,10 @@ def ahead_of_time(key, dry_runs, what: str = "") -> int:
     return started
 
 
-def precompile(kernel, grid, pointers, consts: dict, configs, passes) -> int:
-    """Compile one kernel's configs and gate passes at once (a launch outside a dry run)."""
-    return compile_all([(kernel, grid, pointers, consts, cfg, gates) for cfg in configs for gates in passes])
+def precompile(kernel, grid, pointers, consts: dict, compiles) -> int:
+    """Compile one kernel's ((num_warps, num_stages), GATES value) pairs at once (a launch outside a
+    dry run)."""
+    return compile_all([(kernel, grid, pointers, consts, cfg, gates) for cfg, gates in compiles])
 
 
 def compile_all(jobs) -> int:

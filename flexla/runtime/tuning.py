@@ -39,10 +39,11 @@ import triton
 from triton.runtime.errors import OutOfResources, PTXASError
 
 from ..codegen import cache
+from ..frontend.errors import DoesNotFit
 
 # what a candidate that the device cannot run raises: too much shared memory, or ptxas giving up
 # (register pressure: GLA's one-kernel gradient at K = V = 256 and chunk 64 on sm_90)
-CANNOT_RUN = (OutOfResources, PTXASError)
+CANNOT_RUN = (OutOfResources, PTXASError, DoesNotFit)
 LOOPING = {"chunk_states", "bwd_states", "fused_fwd", "bwd"}
 LOOP_CANDIDATES = [(4, 1), (4, 3)]
 BIG_STATE = 256 * 64          # state slice elements from which a loop also tries 8 warps
@@ -66,6 +67,15 @@ def candidates(kernel_name: str, consts: dict) -> list[tuple]:
         big_state = consts["BK"] * consts["BV"] >= BIG_STATE
         return LOOP_CANDIDATES + [(8, 1)] * big_state
     return PER_CHUNK_CANDIDATES if min(consts["BK"], consts["BV"]) >= 64 else PER_CHUNK_CANDIDATES[:1]
+
+
+def fix_up_config(kernel_name: str, consts: dict) -> tuple:
+    """The one config of a gated per-chunk kernel's fix-up pass (GATES == 2, on the chunks the fast
+    pass flagged: rare, and most programs return at once, so its speed hardly counts): the
+    candidate with the most warps, whose blocked gate products spill least. Not tuned, so a cold
+    start compiles it once rather than per candidate: at 4 warps GLA's dq/dk/dg fix-up took 12 s
+    to compile, the longest of the backward's compiles (sm_90, Triton 3.6)."""
+    return max(candidates(kernel_name, consts))
 
 
 def pow2(n) -> int:
