@@ -1,6 +1,6 @@
 """One run on the GPU: bf16 correctness of every op against float64, then forward and
 forward+backward times of flexla next to FLA 0.6.0 (same inputs, same process), peak memory,
-and a short table. Timings go to bench/results.json, checks to bench/correctness.json (and $OUT when set).
+and a short table. Timings go to bench/results.json, checks to bench/correctness.json (both named with --tag; and $OUT when set).
 
     python bench/gpu_run.py            # on the GPU machine, FLA unpacked on PYTHONPATH
     TRITON_INTERPRET=1 python bench/gpu_run.py --dry   # tiny shapes on the CPU, to test the script
@@ -45,6 +45,8 @@ SHAPES = {  # B, T, H, K, V
     "long": [(1, 32768, 16, 128, 128)],
     "few_heads": [(2, 8192, 16, 128, 128), (1, 32768, 16, 128, 128)],
     "head_dims": [(4, 4096, 32, 64, 64), (2, 4096, 8, 256, 256)],
+    "d64": [(4, 4096, 32, 64, 64)],
+    "d256": [(2, 4096, 8, 256, 256)],
 }
 FLA_BWD_REFUSED = {op: "FLA 0.6.0 refuses this backward on Hopper with Triton 3.6 (its issue 640)"
                    for op in ("chunk_simple_gla", "chunk_gated_delta_rule")}
@@ -406,6 +408,7 @@ def main():
     p.add_argument("--no-peer-check", action="store_true", help="check flexla only, not the peer's errors")
     p.add_argument("--strong-gates", action="store_true", help="per-key gates of about e^-6 a step (GLA, KDA, "
                    "RWKV-6), which the gated products' fix-up pass computes")
+    p.add_argument("--check-shapes", help="B,T,H,K,V;... shapes to check at instead of the two default ones")
     p.add_argument("--tag", default="", help="suffix of the results file, for experiments: results<tag>.json")
     p.add_argument("--check-one", help=argparse.SUPPRESS)   # child of --jobs: check one op, print its rows
     p.add_argument("--warm-one", help=argparse.SUPPRESS)    # child of --jobs: compile one op's timed kernels
@@ -421,6 +424,8 @@ def main():
         os.environ["FLA_CACHE_RESULTS"] = "0"
     if args.strong_gates:
         os.environ["FLEXLA_BENCH_GATES"] = "strong"     # the children inherit it
+    if args.check_shapes:
+        os.environ["FLEXLA_BENCH_CHECK_SHAPES"] = args.check_shapes     # so do they this
     out = Path(os.environ.get("OUT", "/tmp" if args.dry else Path(__file__).parent))
     if args.dry:
         device, dtype, tol = "cpu", torch.float16, 2e-2
@@ -431,7 +436,8 @@ def main():
     else:
         from triton.testing import do_bench
         device, dtype, tol = "cuda", torch.bfloat16, 2e-2
-        check_shapes = [(2, 300, 4, 64, 64), (1, 130, 2, 40, 72)]
+        check_shapes = [tuple(int(n) for n in shape.split(",")) for shape in
+                        os.environ.get("FLEXLA_BENCH_CHECK_SHAPES", "2,300,4,64,64;1,130,2,40,72").split(";")]
         bench_shapes = SHAPES[args.shapes]
         fla = {k: f for k, f in load_fla().items() if k in args.fla_ops.split(",")}
     schedules = [None if s == "auto" else s for s in args.schedules.split(",")]
@@ -458,7 +464,7 @@ def main():
 
     for d in ({out} if args.dry else {out, Path(__file__).parent}):
         if not args.skip_check:
-            (d / "correctness.json").write_text(json.dumps(dict(correct=ok, rows=checks), indent=1))
+            (d / f"correctness{args.tag}.json").write_text(json.dumps(dict(correct=ok, rows=checks), indent=1))
 
     def save(rows):
         for d in ({out} if args.dry else {out, Path(__file__).parent}):
