@@ -23,7 +23,7 @@ from flexla.runtime import launch, precompile  # noqa: E402
 from flexla.variants import get  # noqa: E402
 
 EXTRAS = {"linear_attn": lambda B, T, H, D: [], "simple_gla": lambda B, T, H, D: [torch.empty(B, T, H)],
-          "gla": lambda B, T, H, D: [torch.empty(B, T, H, D)], "retention": lambda B, T, H, D: [torch.empty(H)]}
+          "gla": lambda B, T, H, D: [torch.empty(B, T, H, D)], "retention": lambda B, T, H, D: [torch.empty(H)], "delta_rule": lambda B, T, H, D: [torch.empty(B, T, H)]}
 
 
 def pretend_gpu():

@@ -21,7 +21,7 @@ from .frontend.to_ir import to_ir
 from .frontend.size_independence import check_size_independent
 from .frontend.trace import SECOND_SIZES, backward_step, forward_step, trace
 from .ir import C, K, V, Graph
-from .passes.partition import grad_kernels, handed_over, partition_backward, partition_forward
+from .passes.partition import grad_kernels, partition_backward, partition_forward
 from .passes.pipeline import debug, run_passes
 from .passes.precision import read_as_dot_operand
 from .passes.tiling import k_split_blocker, v_split_blocker
@@ -95,10 +95,9 @@ def compile_variant(name: str, callbacks: dict, extras: list[Extra], states: lis
     print(f"flexla: compiling {name}: traced in {time.perf_counter() - start:.1f}s, generating kernels ...",
           file=sys.stderr, flush=True)
     fplans, bplans = partition_forward(fwd), partition_backward(bwd, options.split_grads())
-    grads, handed = grad_kernels(bplans), handed_over(bplans)
+    grads = grad_kernels(bplans)
     try:
-        fstaged, prep_staged = fplans["chunk_states"].graph.meta["staged"], bplans["bwd_states"].graph.meta["staged"]
-        bstaged = prep_staged + handed
+        fstaged, bstaged = fplans["chunk_states"].graph.meta["staged"], bplans["bwd_states"].graph.meta["staged"]
         kernels = [kernel_source(p, extras, states, "forward", fstaged) for p in fplans.values()]
         kernels += [kernel_source(p, extras, states, "backward", bstaged) for p in bplans.values()]
     except NotImplementedError as e:
@@ -124,10 +123,7 @@ def compile_variant(name: str, callbacks: dict, extras: list[Extra], states: lis
         # chunk tensors a prep kernel writes for the scan and the per-chunk kernels (partition.py):
         # (name, tile dims, stored in the input dtype)
         "staged": staged_meta(fstaged, fwd, [fplans["chunk_states"], fplans["chunk_output"]]),
-        "bwd_staged": (staged_meta(prep_staged, bwd, [bplans["bwd_states"], bplans["bwd_grads"]])
-                       + staged_meta(handed, bwd, [bplans[n] for n in grads[1:]])),
-        # of those, the ones a split gradient kernel hands to the next (written only when split)
-        "bwd_handed": handed,
+        "bwd_staged": staged_meta(bstaged, bwd, [bplans["bwd_states"], bplans["bwd_grads"]]),
         "split_grad_kernels": grads,
         # gradient kernels that mix no lanes along V (a split kernel computing dv alone): the
         # launcher may give each program a slice of V, where whole V tiles would not fit

@@ -6,10 +6,10 @@ import os
 
 
 def split_grads() -> str:
-    """FLEXLA_SPLIT_GRADS: auto (default), 0, 1 or stage; see passes/split_by_output.py."""
+    """FLEXLA_SPLIT_GRADS: auto (default), 0 or 1; see passes/split_by_output.py."""
     mode = os.environ.get("FLEXLA_SPLIT_GRADS", "auto")
-    if mode not in ("auto", "0", "1", "stage"):
-        raise ValueError(f"FLEXLA_SPLIT_GRADS must be auto, 0, 1 or stage, got {mode!r}")
+    if mode not in ("auto", "0", "1"):
+        raise ValueError(f"FLEXLA_SPLIT_GRADS must be auto, 0 or 1, got {mode!r}")
     return mode
 
 

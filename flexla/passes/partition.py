@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from ..ir import C, Graph, Op
 from ..ir.graph import Node
 from .cost import flops, numel
-from .split_by_output import output_groups, reading, staged_split
+from .split_by_output import output_groups, reading
 from .tiling import mixes
 
 MACHINE_BALANCE = 180          # flop per byte: 750 TFLOP/s over 4.2 TB/s
@@ -208,23 +208,12 @@ def partition_backward(graph: Graph, split_grads: str = "auto") -> dict[str, Ker
              **prep,
              "bwd_states": KernelPlan("bwd_states", scan, body(scan)),
              "bwd_grads": KernelPlan("bwd_grads", grads, body(grads))}
-    handed_over = staged_split(grads) if split_grads == "stage" else None
-    if handed_over:
-        first, second, handed = handed_over
-        parts = [grads.subgraph({**first, **{f"stage:{n}": n for n in handed}}),
-                 read_back(grads.subgraph(second), handed).replace(staged=staged + handed, handed=handed)]
-    else:
-        groups = output_groups(grads, split_grads)
-        parts = [grads.subgraph(outputs) for outputs in groups] if len(groups) > 1 else []
+    groups = output_groups(grads, split_grads)
+    parts = [grads.subgraph(outputs) for outputs in groups] if len(groups) > 1 else []
     for part in parts:
-        name = "_".join(["bwd_grads", *(r for r in part.outputs if not r.startswith("stage:"))])
+        name = "_".join(["bwd_grads", *part.outputs])
         plans[name] = KernelPlan(name, part, body(part), kind="bwd_grads")
     return plans
-
-
-def handed_over(plans: dict[str, KernelPlan]) -> list[str]:
-    """The tensors one split gradient kernel hands to the next (split_by_output.staged_split)."""
-    return [n for p in plans.values() for n in p.graph.meta.get("handed", ())]
 
 
 def grad_kernels(plans: dict[str, KernelPlan]) -> list[str]:

@@ -385,17 +385,15 @@ def _backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_t
                for t, low in zip(tiles, compiled.meta["dstates_in_input_dtype"])]
     per_state = [x for i in range(len(tiles)) for x in (states[i], dstates[i], dhts[i] if dhts is not None else q,
                                                         dh0s[i] if dh0s is not None else q)]
+    staged = (staged_buffers(compiled.meta["bwd_staged"], L, q, chunk_size) if sched == "chunk"
+              else [q] * len(compiled.meta["bwd_staged"]))
     grads = compiled.meta["split_grad_kernels"] if split else ["bwd_grads"]
-    # the tensors split gradient kernels hand over are written only when they run
-    entries = [e for e in compiled.meta["bwd_staged"] if split or e[0] not in compiled.meta["bwd_handed"]]
-    staged = staged_buffers(entries, L, q, chunk_size) if sched == "chunk" else []
-    staged += [q] * (len(compiled.meta["bwd_staged"]) - len(staged))
     flags = gate_flags(compiled, L, ["bwd_prep", *grads] if sched == "chunk" else [])
     ptrs = [q, k, v, *extras, do, *per_state, dq, dk, dv, *dextras, *staged, flags]
     if sched == "fused":
         L.run(compiled.module.bwd, (1, B * H), ptrs)
     else:
-        if len(compiled.meta["bwd_staged"]) > len(compiled.meta["bwd_handed"]):     # a prep kernel stages some
+        if staged:      # a prep kernel stages some
             L.run(compiled.module.bwd_prep, (NT, 1, B * H), ptrs)
         scan = scan_launch(compiled, q, v, chunk_size, scale, h0s is not None, dhts is not None, "backward")
         scan.run(compiled.module.bwd_states, (scan.NK * scan.NV, B * H), ptrs)

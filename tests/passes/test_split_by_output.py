@@ -1,7 +1,7 @@
 """Splitting the gradient kernel by outputs (passes/split_by_output.py)."""
 from flexla.ir import C, K, V, Op
-from flexla.passes.partition import grad_kernels, handed_over, partition_backward
-from flexla.passes.split_by_output import output_groups, staged_split
+from flexla.passes.partition import grad_kernels, partition_backward
+from flexla.passes.split_by_output import output_groups
 from graphs import GraphBuilder
 
 
@@ -46,24 +46,3 @@ def test_backward_partition_keeps_the_whole_gradient_kernel_beside_the_split():
     assert len(dv.phases["grad"]) == 4 and {dv.graph[n].op for n in dv.phases["grad"]} == {Op.MM, Op.TRANSPOSE}
     assert grad_kernels(partition_backward(b.build(**outs), "0")) == []
 
-
-def test_staged_split_hands_the_shared_product_over():
-    """Where both groups need the same [C, C] product, the first kernel writes it and the second
-    reads it back: nothing is computed twice. A cheap elementwise tensor both use is recomputed."""
-    b, outs, A = _separate_products()
-    q_scaled = b.add(Op.MUL, "q", b.const(0.5))                       # cheap: recomputed, not handed over
-    outs["dq"] = b.add(Op.ADD, outs["dq"], b.add(Op.MM, A, q_scaled))
-    outs["dk"] = b.add(Op.ADD, outs["dk"], b.add(Op.MM, b.add(Op.TRANSPOSE, A), q_scaled))
-    graph = b.build(**outs)
-    first, second, handed = staged_split(graph)
-    assert set(first) | set(second) == {"dq", "dk", "dv"} and not set(first) & set(second)
-    assert A in handed and q_scaled not in handed
-    assert all(C in graph[h].shape for h in handed)
-    dS = b.input("dS_next", (K, V))
-    plans = partition_backward(b.build(**outs, dS=b.add(Op.MUL, dS, b.const(2.0))).replace(states=["dS_next"]),
-                               "stage")
-    one, two = (plans[n] for n in grad_kernels(plans))
-    assert {f"stage:{h}" for h in handed} <= set(one.graph.outputs)
-    assert all(one.graph[h].op is not Op.INPUT for h in handed)
-    assert all(two.graph[h].op is Op.INPUT for h in handed) and two.graph.meta["handed"] == handed
-    assert handed_over(plans) == handed
