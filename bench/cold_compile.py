@@ -23,7 +23,8 @@ from flexla.runtime import launch, precompile  # noqa: E402
 from flexla.variants import get  # noqa: E402
 
 EXTRAS = {"linear_attn": lambda B, T, H, D: [], "simple_gla": lambda B, T, H, D: [torch.empty(B, T, H)],
-          "gla": lambda B, T, H, D: [torch.empty(B, T, H, D)], "retention": lambda B, T, H, D: [torch.empty(H)], "delta_rule": lambda B, T, H, D: [torch.empty(B, T, H)]}
+          "gla": lambda B, T, H, D: [torch.empty(B, T, H, D)], "retention": lambda B, T, H, D: [torch.empty(H)],
+          "delta_rule": lambda B, T, H, D: [torch.empty(B, T, H)]}
 
 
 def pretend_gpu():
@@ -47,7 +48,7 @@ def main():
     B, T, H, D = 2, 256, 2, 128
     q, k, v, do = (torch.empty(B, T, H, D, dtype=torch.bfloat16) for _ in range(4))
     extras = EXTRAS[name](B, T, H, D)
-    per_token = [True] * len(extras)
+    per_token = [e.dim() > 1 for e in extras]      # retention's decays are per head
     split = bool(compiled.meta["split_grad_kernels"])
     backward = lambda chunk, split: launch._backward(compiled, q, k, v, extras, 0.1, None, do, None, chunk, per_token,
                                                      "chunk", split)

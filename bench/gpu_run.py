@@ -425,7 +425,7 @@ def main():
     if args.strong_gates:
         os.environ["FLEXLA_BENCH_GATES"] = "strong"     # the children inherit it
     if args.check_shapes:
-        os.environ["FLEXLA_BENCH_CHECK_SHAPES"] = args.check_shapes     # so do they this
+        os.environ["FLEXLA_BENCH_CHECK_SHAPES"] = args.check_shapes     # the children read it too
     out = Path(os.environ.get("OUT", "/tmp" if args.dry else Path(__file__).parent))
     if args.dry:
         device, dtype, tol = "cpu", torch.float16, 2e-2

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from ..ir import C, Graph, Op
 from ..ir.graph import Node
 from .cost import flops, numel
-from .split_by_output import output_groups, reading
+from .split_by_output import output_groups
 from .tiling import mixes
 
 MACHINE_BALANCE = 180          # flop per byte: 750 TFLOP/s over 4.2 TB/s
@@ -141,7 +141,9 @@ def staged_tensors(scan: Graph) -> list[str]:
 def read_back(graph: Graph, names) -> Graph:
     """`graph` with the named nodes turned into inputs (read from memory), and what only they
     needed removed."""
-    return reading(graph, names).subgraph(graph.outputs)
+    nodes = [Node(n.name, Op.INPUT, (), (("role", n.name),), n.shape, n.dtype, n.loc) if n.name in names else n
+             for n in graph.nodes]
+    return graph.replace(nodes).subgraph(graph.outputs)
 
 
 def shared_with_prep(graph: Graph, staged: list[str], other: Graph) -> list[str]:
@@ -209,9 +211,9 @@ def partition_backward(graph: Graph, split_grads: str = "auto") -> dict[str, Ker
              "bwd_states": KernelPlan("bwd_states", scan, body(scan)),
              "bwd_grads": KernelPlan("bwd_grads", grads, body(grads))}
     groups = output_groups(grads, split_grads)
-    parts = [grads.subgraph(outputs) for outputs in groups] if len(groups) > 1 else []
-    for part in parts:
-        name = "_".join(["bwd_grads", *part.outputs])
+    for outputs in groups if len(groups) > 1 else ():
+        name = "_".join(["bwd_grads", *outputs])
+        part = grads.subgraph(outputs)
         plans[name] = KernelPlan(name, part, body(part), kind="bwd_grads")
     return plans
 

@@ -22,8 +22,7 @@ from __future__ import annotations
 
 import itertools
 
-from ..ir import Graph, Op
-from ..ir.graph import Node
+from ..ir import Graph
 from .cost import flops
 
 MAX_SHARED = 0.1
@@ -53,9 +52,3 @@ def output_groups(graph: Graph, mode: str = "auto") -> list[dict[str, str]]:
         return whole
     _, first, second = best
     return [{r: graph.outputs[r] for r in first}, {r: graph.outputs[r] for r in second}]
-
-
-def reading(graph: Graph, names) -> Graph:
-    """`graph` with the named nodes read from memory (inputs) instead of computed."""
-    return graph.replace([Node(n.name, Op.INPUT, (), (("role", n.name),), n.shape, n.dtype, n.loc)
-                          if n.name in names else n for n in graph.nodes])
