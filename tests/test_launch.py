@@ -14,16 +14,21 @@ from flexla.variants import get
     ((64, 128, 128, True), {"BC": 64, "BK": 128, "BV": 64, "NK": 1, "NV": 2}),
     ((64, 100, 100, False), {"BC": 64, "BK": 128, "BV": 128, "NK": 1, "NV": 1}),
     ((64, 100, 100, True), {"BC": 64, "BK": 128, "BV": 64, "NK": 1, "NV": 2}),
-    ((32, 8, 8, True), {"BC": 32, "BK": 16, "BV": 16, "NK": 1, "NV": 1}),
+    ((32, 8, 8, True), {"BC": 32, "BK": 16, "BV": 16, "NK": 1, "NV": 1}),       # both 16: kept
     ((64, 64, 200, True), {"BC": 64, "BK": 64, "BV": 64, "NK": 1, "NV": 4}),
+    ((64, 64, 32, False), {"BC": 64, "BK": 64, "BV": 64, "NK": 1, "NV": 1}),     # no 32-wide tiles
+    ((64, 16, 128, False), {"BC": 64, "BK": 64, "BV": 128, "NK": 1, "NV": 1}),   # nor 16 next to 128
 ])
 def test_block_sizes(args, expected):
     assert block_sizes(*args) == expected
 
 
-def test_block_sizes_max_bv():
-    assert block_sizes(64, 64, 200, True, max_bv=32) == {"BC": 64, "BK": 64, "BV": 32, "NK": 1, "NV": 7}
+def test_block_sizes_max_bv(monkeypatch):
+    assert block_sizes(64, 64, 200, True, max_bv=32) == {"BC": 64, "BK": 64, "BV": 64, "NK": 1, "NV": 4}
     assert block_sizes(64, 64, 200, False, max_bv=32)["BV"] == 256
+    monkeypatch.setattr(launch, "NARROW_TILES", True)
+    assert block_sizes(64, 64, 200, True, max_bv=32) == {"BC": 64, "BK": 64, "BV": 32, "NK": 1, "NV": 7}
+    assert block_sizes(64, 64, 32, False)["BV"] == 32
 
 
 def test_block_sizes_max_bk():
@@ -67,6 +72,7 @@ def test_scans_split_along_k_give_the_same_results(name, monkeypatch, rel):
     try:
         whole = run()
         monkeypatch.setattr(launch, "SCAN_BK", 16)
+        monkeypatch.setattr(launch, "NARROW_TILES", True)         # slices of 16 on the interpreter
         monkeypatch.setattr(launch, "sm_count", lambda device: 1000)
         split = run()
     finally:
@@ -83,6 +89,7 @@ def test_scan_splits_k_until_every_sm_has_a_program(B, H, NK, monkeypatch):
     take two."""
     monkeypatch.setattr(launch, "sm_count", lambda device: 132)
     monkeypatch.setattr(launch, "SCAN_BK", 32)
+    monkeypatch.setattr(launch, "NARROW_TILES", True)
     q, v = torch.zeros(B, 64, H, 128), torch.zeros(B, 64, H, 128)
     scan = launch.scan_launch(get("gla").compile(), q, v, 64, 1.0, False, False, "forward")
     assert (scan.NK, scan.NV, scan.consts["BK"]) == (NK, 2, 128 // NK)
@@ -116,3 +123,13 @@ def test_scans_split_along_k_at_the_default_slices(monkeypatch, rel):
     assert rel(o, ro) < 1e-5 and rel(ht, rht) < 1e-5
     for a, b in zip(xs, xr):
         assert rel(a.grad, b.grad) < 1e-5
+
+
+@pytest.mark.parametrize("K, V, cuda_cores", [(1, 1, True), (16, 8, True), (16, 32, False), (64, 64, False)])
+def test_sixteen_wide_tiles_multiply_in_fp32(K, V, cuda_cores):
+    """Where both head dims fit 16-wide tiles, the products run in fp32 "ieee" (off the tensor
+    cores, whose path failed at narrow tiles on the H200); wider ones keep the inputs' dtype."""
+    q, v = torch.zeros(1, 32, 2, K, dtype=torch.float16), torch.zeros(1, 32, 2, V, dtype=torch.float16)
+    L = launch.Launch(get("linear_attn").compile().meta, q, v, 16, 1.0, False, False)
+    assert (L.consts["DOT_DTYPE"] == launch.tl.float32) == cuda_cores
+    assert (L.consts["DOT_PRECISION"] == "ieee") == cuda_cores

@@ -74,6 +74,8 @@ def test_knobs(monkeypatch):
     monkeypatch.setenv("FLEXLA_KERNEL_CONFIG", "")
     monkeypatch.setenv("FLEXLA_TUNE", "0")
     assert tuning.choose("bwd_grads", "k5", None, CONSTS) == tuning.PER_CHUNK_CANDIDATES[0]
+    monkeypatch.setenv("FLEXLA_TUNE", "last")         # the other end of the search, for the checks
+    assert tuning.choose("bwd_grads", "k5", None, CONSTS) == tuning.PER_CHUNK_CANDIDATES[-1]
     runs = []
     monkeypatch.setenv("FLEXLA_TUNE", "compile")     # every candidate compiled (run once), none timed
     assert tuning.choose("bwd_grads", "k5", runs.append, CONSTS, timer=None) == tuning.PER_CHUNK_CANDIDATES[0]

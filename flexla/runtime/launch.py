@@ -20,24 +20,31 @@ OUTPUT_V_SPLIT = os.environ.get("FLEXLA_OUTPUT_V_SPLIT", "auto")
 # (experiments, and checks at small K)
 SCAN_BK = int(os.environ.get("FLEXLA_SCAN_BK", "64"))
 # the widest V slice of a gradient kernel that may split V (grad_launch); FLEXLA_GRAD_MAX_BV sets
-# it (checks of the split at small V). Not below 64: slices of 32 next to K tiles of 64 or 128
-# crashed with an illegal address or gave wrong dv on an H200 (Triton 3.6; not yet understood)
+# it (checks of the split at small V)
 GRAD_MAX_BV = int(os.environ.get("FLEXLA_GRAD_MAX_BV", "128"))
-if GRAD_MAX_BV < 64:
-    raise ValueError(f"FLEXLA_GRAD_MAX_BV must be 64 or more, got {GRAD_MAX_BV}")
+# K and V tiles (slices included) at least 64 wide, but where both head dims are 16 or less
+# (HGRN's K = V = 1): 16- or 32-wide tiles gave wrong gradients or an illegal address on an H200
+# (Triton 3.6; the interpreter is exact) next to 64-wide ones, in the delta rules at K = V = 32
+# and in KDA at K = V = 16 (runs 66-67 in docs/performance.md); it looks like the Hopper wgmma bug
+# of Triton issues #10486 and #11366. Narrower head dims are padded (masked); 16-wide tiles
+# multiply on the CUDA cores instead (Launch). FLEXLA_NARROW_TILES=1 allows narrow tiles on the
+# tensor cores again (to re-check on a newer Triton; the CPU tests split small head dims with it).
+NARROW_TILES = os.environ.get("FLEXLA_NARROW_TILES", "") not in ("", "0")
 DOT_DTYPES = {torch.bfloat16: tl.bfloat16, torch.float16: tl.float16, torch.float32: tl.float32,
               torch.float64: tl.float64}
 
 
 def block_sizes(C: int, K: int, V: int, v_split: bool, max_bv: int = 64, max_bk: int | None = None) -> dict:
     """Tiles of a launch: V whole or (where the compiler found V separable, passes/tiling.py) in
-    slices of at most max_bv; K whole, or for a state scan split along K, in slices of max_bk."""
-    BK = max(16, tuning.pow2(K))
-    BV = max(16, tuning.pow2(V))
+    slices of at most max_bv; K whole, or for a state scan split along K, in slices of max_bk;
+    none narrower than 64 unless both are 16 wide (NARROW_TILES)."""
+    BK, BV = max(16, tuning.pow2(K)), max(16, tuning.pow2(V))
     if v_split:
         BV = min(BV, max_bv)
     if max_bk:
         BK = min(BK, max(16, max_bk))
+    if not NARROW_TILES and max(BK, BV) > 16:
+        BK, BV = max(64, BK), max(64, BV)
     return {"BC": C, "BK": BK, "BV": BV, "NK": tuning.cdiv(K, BK), "NV": tuning.cdiv(V, BV)}
 
 
@@ -108,15 +115,19 @@ class Launch:
         split = meta["v_split"] if v_split is None else v_split
         bs = block_sizes(chunk_size, self.K, self.V, split, max_bv, max_bk=k_split)   # k_split: the K slice, if any
         self.NK, self.NV, self.NT = bs.pop("NK"), bs.pop("NV"), tuning.cdiv(self.T, chunk_size)
+        # 16-wide tiles (both head dims 16 or less: block_sizes) multiply in fp32 on the CUDA cores
+        # ("ieee"), away from the tensor-core path that failed at narrow tiles (NARROW_TILES)
+        cuda_cores = bs["BK"] < 64 and bs["BV"] < 64 and not NARROW_TILES and q.dtype != torch.float64
+        dtype = torch.float32 if cuda_cores else q.dtype
         self.consts = dict(
             scale=float(scale), T=self.T, H=self.H, G=self.H // HQK, NT=self.NT, K=self.K, V=self.V, **bs,
             MASK_C=self.T % chunk_size != 0, MASK_K=self.K != bs["BK"], MASK_V=self.V % bs["BV"] != 0,
-            USE_H0=use_h0, USE_HT=use_ht, GATES=0, DOT_DTYPE=DOT_DTYPES[q.dtype],
-            DOT_PRECISION="ieee" if q.dtype in (torch.float32, torch.float64) else "tf32",
+            USE_H0=use_h0, USE_HT=use_ht, GATES=0, DOT_DTYPE=DOT_DTYPES[dtype],
+            DOT_PRECISION="ieee" if dtype in (torch.float32, torch.float64) else "tf32",
             # operands of products of exp-rescaled rows (gated scores): bf16 keeps fp32's range
-            EXP_DTYPE=tl.bfloat16 if q.dtype == torch.bfloat16 else tl.float64 if q.dtype == torch.float64
+            EXP_DTYPE=tl.bfloat16 if dtype == torch.bfloat16 else tl.float64 if dtype == torch.float64
             else tl.float32,
-            ACC=tl.float64 if q.dtype == torch.float64 else tl.float32)
+            ACC=tl.float64 if dtype == torch.float64 else tl.float32)
 
 
     def run(self, kernel, grid, pointers):

@@ -24,8 +24,10 @@ module, kernel and shape bucket (head dims, dtype, tile sizes, powers of two of 
 chunk counts) in <cache dir>/tuning.json, so a new sequence length in the same bucket does not
 tune again.
 
-FLEXLA_TUNE=0 turns the search off (first candidate), FLEXLA_TUNE=compile compiles every candidate
-without timing (for processes that share the GPU, e.g. the benchmark's compile children);
+FLEXLA_TUNE=0 turns the search off (first candidate), FLEXLA_TUNE=last takes the last candidate
+(the checks run both ends of each search: a config the search may pick is a config that is
+checked), FLEXLA_TUNE=compile compiles every candidate without timing (for processes that share
+the GPU, e.g. the benchmark's compile children);
 FLEXLA_KERNEL_CONFIG="bwd_grads=8x1,..." forces configs (experiments).
 """
 from __future__ import annotations
@@ -172,6 +174,8 @@ def _decided(key: str | None, cands: list):
     mode = os.environ.get("FLEXLA_TUNE", "1")
     if key is None or mode == "0":
         return cands[0]
+    if mode == "last":
+        return cands[-1]
     if mode != "compile" and key in _table():
         found = _table()[key]
         return tuple(found) if isinstance(found, list) else found
