@@ -437,7 +437,7 @@ def main():
         from triton.testing import do_bench
         device, dtype, tol = "cuda", torch.bfloat16, 2e-2
         check_shapes = [tuple(int(n) for n in shape.split(",")) for shape in
-                        os.environ.get("FLEXLA_BENCH_CHECK_SHAPES", "2,300,4,64,64;1,130,2,40,72").split(";")]
+                        os.environ.get("FLEXLA_BENCH_CHECK_SHAPES", "2,300,4,64,64;1,130,2,40,72;1,100,2,32,64;1,70,2,8,4").split(";")]
         bench_shapes = SHAPES[args.shapes]
         fla = {k: f for k, f in load_fla().items() if k in args.fla_ops.split(",")}
     schedules = [None if s == "auto" else s for s in args.schedules.split(",")]
