@@ -91,6 +91,13 @@ def test_sequence_lengths_within_a_power_of_two_share_a_bucket():
     assert tuning.bucket("bwd_grads", dict(CONSTS, K=64), grid(32)) != at(32)
 
 
+def test_the_whole_gradient_kernel_at_wide_tiles_takes_eight_warps_only():
+    wide = dict(CONSTS, BK=128, BV=128)
+    assert tuning.candidates("bwd_grads", wide) == [(8, 1)]
+    assert tuning.candidates("bwd_grads_dq_dk_d_g", wide) == [(4, 1), (8, 1)]     # a split kernel: both
+    assert tuning.candidates("bwd_grads", dict(CONSTS, BK=64, BV=64)) == [(4, 1), (8, 1)]
+
+
 def test_small_tiles_keep_four_warps():
     assert tuning.candidates("bwd_grads", dict(CONSTS, BK=16, BV=16)) == [(4, 1)]
     assert tuning.candidates("bwd_grads", CONSTS) == [(4, 1), (8, 1)]

@@ -11,7 +11,8 @@ docs/performance.md):
 - per-chunk kernels have no loop over memory; 8 warps give each thread half the registers' worth
   of the same tiles (the gradient kernels spill at 4): 4 or 8 warps, one stage, 8 only where the
   K and V tiles are 64 wide or more (on small tiles nothing spills, and HGRN's 16-wide tiles
-  crashed with an illegal address at 8 warps on the H200).
+  crashed with an illegal address at 8 warps on the H200), and 8 alone for the whole (unsplit)
+  gradient kernel at 128 x 128 tiles or more, where 4 warps lost 5x.
 The backward's chunk may differ from the forward's (it recomputes its states): C or C/2 is timed
 over the whole backward pass. Smaller chunks shrink the per-chunk gradient kernel's tiles, which
 spill at C = 64 for the gated and delta ops (measured: GLA 6.0 -> 4.3 ms, KDA 15.6 -> 11.8 ms) and
@@ -50,6 +51,7 @@ LOOPING = {"chunk_states", "bwd_states", "fused_fwd", "bwd"}
 LOOP_CANDIDATES = [(4, 1), (4, 3)]
 BIG_STATE = 256 * 64          # state slice elements from which a loop also tries 8 warps
 PER_CHUNK_CANDIDATES = [(4, 1), (8, 1)]
+BIG_GRADS = 128 * 128         # tile elements from which the whole gradient kernel tries 8 warps only
 _TABLE: dict | None = None
 
 
@@ -68,6 +70,11 @@ def candidates(kernel_name: str, consts: dict) -> list[tuple]:
         # what a thread has: such scans (the delta rules' at D = 256, which cannot split K) spill
         big_state = consts["BK"] * consts["BV"] >= BIG_STATE
         return LOOP_CANDIDATES + [(8, 1)] * big_state
+    if kernel_name == "bwd_grads" and consts["BK"] * consts["BV"] >= BIG_GRADS:
+        # the whole gradient kernel at K, V tiles of 128: 4 warps were 4.6-5.4x slower than 8 at
+        # chunk 32 (GLA 15.0 vs 2.8 ms, RWKV-6 19.7 vs 3.7, mLSTM 12.8 vs 2.7; run 72, H200), and
+        # KDA's at chunk 64 is the longest compile of a cold backward (23 s): 8 warps only
+        return PER_CHUNK_CANDIDATES[-1:]
     return PER_CHUNK_CANDIDATES if min(consts["BK"], consts["BV"]) >= 64 else PER_CHUNK_CANDIDATES[:1]
 
 
