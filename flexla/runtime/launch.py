@@ -22,6 +22,9 @@ SCAN_BK = int(os.environ.get("FLEXLA_SCAN_BK", "64"))
 # the widest V slice of a gradient kernel that may split V (grad_launch); FLEXLA_GRAD_MAX_BV sets
 # it (checks of the split at small V)
 GRAD_MAX_BV = int(os.environ.get("FLEXLA_GRAD_MAX_BV", "128"))
+# the most [K, V] state elements a gradient kernel that may split K holds (grad_launch): a 128 x
+# 128 state; FLEXLA_GRAD_MAX_KV sets it (checks of the split at small head dims)
+GRAD_MAX_KV = int(os.environ.get("FLEXLA_GRAD_MAX_KV", str(128 * 128)))
 # K and V tiles (slices included) at least 64 wide, but where both head dims are 16 or less
 # (HGRN's K = V = 1): 16- or 32-wide tiles gave wrong gradients or an illegal address on an H200
 # (Triton 3.6; the interpreter is exact) next to 64-wide ones, in the delta rules at K = V = 32
@@ -121,7 +124,7 @@ class Launch:
         dtype = torch.float32 if cuda_cores else q.dtype
         self.consts = dict(
             scale=float(scale), T=self.T, H=self.H, G=self.H // HQK, NT=self.NT, K=self.K, V=self.V, **bs,
-            MASK_C=self.T % chunk_size != 0, MASK_K=self.K != bs["BK"], MASK_V=self.V % bs["BV"] != 0,
+            MASK_C=self.T % chunk_size != 0, MASK_K=self.K % bs["BK"] != 0, MASK_V=self.V % bs["BV"] != 0,
             USE_H0=use_h0, USE_HT=use_ht, GATES=0, DOT_DTYPE=DOT_DTYPES[dtype],
             DOT_PRECISION="ieee" if dtype in (torch.float32, torch.float64) else "tf32",
             # operands of products of exp-rescaled rows (gated scores): bf16 keeps fp32's range
@@ -259,14 +262,25 @@ def output_launch(compiled, q, v, chunk_size, scale, L: Launch, sms: int) -> Lau
 
 
 def grad_launch(compiled, q, v, chunk_size, scale, L: Launch, name: str) -> Launch:
-    """A per-chunk gradient kernel keeps V whole, except one that mixes no lanes along V (the
-    compiler's v_split_grads: a split kernel computing dv alone) when V is wider than GRAD_MAX_BV:
-    then each program takes a slice of V. Whole V tiles of 256 did not fit in an H200's shared
-    memory at any chunk (retention's and simple GLA's dv kernel: 270 KB at chunk 16, sm_90)."""
-    if name not in compiled.meta["v_split_grads"] or L.V <= GRAD_MAX_BV:
-        return L
-    return Launch.of(compiled.meta, q, v, chunk_size, scale, L.consts["USE_H0"], L.consts["USE_HT"], v_split=True,
-                     max_bv=GRAD_MAX_BV)
+    """A per-chunk gradient kernel keeps K and V whole, except
+    - one that mixes no lanes along V (the compiler's v_split_grads: a split kernel computing dv
+      alone) when V is wider than GRAD_MAX_BV: then each program takes a slice of V. Whole V tiles
+      of 256 did not fit in an H200's shared memory at any chunk (retention's and simple GLA's dv
+      kernel: 270 KB at chunk 16, sm_90);
+    - one that mixes no lanes along K (k_split_grads: GLA's dq/dk/dg) when its [K, V] state tiles
+      hold more than GRAD_MAX_KV elements: then each program takes a slice of K (V stays whole:
+      such a kernel sums over V), at most GRAD_MAX_KV / V wide (a power of two, at least 64 on
+      the GPU). GLA's dq/dk/dg kernel at K = V = 256 holds two 256 x 256 states otherwise."""
+    meta = compiled.meta
+    use_h0, use_ht = L.consts["USE_H0"], L.consts["USE_HT"]
+    if name in meta["v_split_grads"] and L.V > GRAD_MAX_BV:
+        return Launch.of(meta, q, v, chunk_size, scale, use_h0, use_ht, v_split=True, max_bv=GRAD_MAX_BV)
+    BK, BV = L.consts["BK"], L.consts["BV"]
+    if name in meta.get("k_split_grads", ()) and BK * BV > GRAD_MAX_KV:
+        bk = max(16, 1 << (max(1, GRAD_MAX_KV // BV).bit_length() - 1))    # block_sizes keeps it >= 64
+        if bk < BK:
+            return Launch.of(meta, q, v, chunk_size, scale, use_h0, use_ht, v_split=False, k_split=bk)
+    return L
 
 
 def staged_buffers(entries, L: Launch, q, chunk_size):
@@ -410,7 +424,7 @@ def _backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_t
         scan.run(compiled.module.bwd_states, (scan.NK * scan.NV, B * H), ptrs)
         for name in grads:
             grad = grad_launch(compiled, q, v, chunk_size, scale, L, name)
-            grad.run(getattr(compiled.module, name), (NT, grad.NV, B * H), ptrs)
+            grad.run(getattr(compiled.module, name), (NT, grad.NK * grad.NV, B * H), ptrs)
     dextras = [d.to(e.dtype) if tok else d.sum((0, 1)).to(e.dtype)
                for d, e, tok in zip(dextras, extras, per_token)]
     if G > 1:

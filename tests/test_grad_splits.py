@@ -1,0 +1,81 @@
+"""A per-chunk gradient kernel that mixes no lanes along V (the dv kernel of a split gradient) may
+give each program a slice of V, and one that mixes no lanes along K (GLA's dq/dk/dg: each key
+column apart) a slice of K (runtime/launch.grad_launch): the gradients are the same as whole."""
+import pytest
+import torch
+
+from flexla.runtime import launch
+from flexla.variants import get
+from variant_cases import random_inputs
+
+
+def _grads(variant, inputs):
+    xs = [x.detach().clone().requires_grad_() for x in inputs]
+    o, ht = variant(*xs[:-1], initial_state=xs[-1], output_final_state=True)
+    ((o * torch.linspace(-1, 1, o.shape[-1])).sum() + ht.square().sum()).backward()
+    return [x.grad for x in xs]
+
+
+def _sliced_against_whole(name, K, V, knob, value, axis, monkeypatch, rel):
+    """Gradients with `knob` set to `value` (slices of 16 along `axis`, "NK" or "NV"; the head dim
+    of 40 makes three, the last masked) against the same call with the axis whole."""
+    variant = get(name)
+    (q, k, v), extras, h0 = random_inputs(name, 1, 37, 2, K, V)
+    if name == "rwkv6":     # a log decay per token and key, a bonus per head and key
+        gen = torch.Generator().manual_seed(1)
+        extras = [torch.nn.functional.logsigmoid(torch.randn(1, 37, 2, K, generator=gen) + 2) / 4,
+                  0.5 * torch.randn(2, K, generator=gen)]
+    slices = []
+    original = launch.grad_launch
+
+    def noted(*a):
+        L = original(*a)
+        slices.append(getattr(L, axis))
+        return L
+    monkeypatch.setattr(launch, "grad_launch", noted)
+    old = variant.schedule, variant.chunk_size
+    variant.schedule, variant.chunk_size = "chunk", 16
+    try:
+        whole = _grads(variant, [q, k, v, *extras, h0])
+        assert set(slices) == {1}
+        monkeypatch.setattr(launch, knob, value)
+        monkeypatch.setattr(launch, "NARROW_TILES", True)          # slices of 16 on the interpreter
+        sliced = _grads(variant, [q, k, v, *extras, h0])
+    finally:
+        variant.schedule, variant.chunk_size = old
+    assert 3 in slices
+    for a, b in zip(sliced, whole):
+        assert rel(a, b) < 1e-6
+
+
+def test_only_kernels_that_keep_lanes_apart_may_split():
+    meta = get("retention").compile().meta
+    assert meta["v_split_grads"] == ["bwd_grads_dv"]              # dq/dk/d_gamma contract V: whole
+    assert meta["k_split_grads"] == []                            # and d_gamma sums over K
+    assert get("rwkv6").compile().meta["v_split_grads"] == []      # its du sums over V
+    assert get("gla").compile().meta["k_split_grads"] == ["bwd_grads_dq_dk_d_g"]
+    delta = get("delta_rule").compile().meta                       # one gradient kernel; dq contracts V,
+    assert delta["v_split_grads"] == delta["k_split_grads"] == []  # its solves contract K
+
+
+@pytest.mark.parametrize("name", ["retention", "gla"])
+def test_v_slices_give_the_same_gradients(name, monkeypatch, rel):
+    _sliced_against_whole(name, 16, 40, "GRAD_MAX_BV", 16, "NV", monkeypatch, rel)
+
+
+@pytest.mark.parametrize("name", ["gla", "rwkv6", "linear_attn"])
+def test_k_slices_give_the_same_gradients(name, monkeypatch, rel):
+    _sliced_against_whole(name, 40, 16, "GRAD_MAX_KV", 16 * 16, "NK", monkeypatch, rel)
+
+
+def test_k_splits_wait_for_big_states():
+    """K = V = 128 stays whole (a 128 x 128 state); K = V = 256 goes in slices of 64."""
+    meta = get("gla").compile().meta
+    compiled = type("Compiled", (), {"meta": meta})()
+
+    def grad(K, V):
+        q, v = torch.zeros(1, 64, 2, K), torch.zeros(1, 64, 2, V)
+        L = launch.Launch.of(meta, q, v, 64, 1.0, False, False, v_split=False)
+        return launch.grad_launch(compiled, q, v, 64, 1.0, L, "bwd_grads_dq_dk_d_g")
+    assert grad(128, 128).NK == 1
+    assert (grad(256, 256).NK, grad(256, 256).consts["BK"]) == (4, 64)
