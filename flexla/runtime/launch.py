@@ -276,7 +276,7 @@ def grad_launch(compiled, q, v, chunk_size, scale, L: Launch, name: str) -> Laun
     if name in meta["v_split_grads"] and L.V > GRAD_MAX_BV:
         return Launch.of(meta, q, v, chunk_size, scale, use_h0, use_ht, v_split=True, max_bv=GRAD_MAX_BV)
     BK, BV = L.consts["BK"], L.consts["BV"]
-    if name in meta.get("k_split_grads", ()) and BK * BV > GRAD_MAX_KV:
+    if name in meta["k_split_grads"] and BK * BV > GRAD_MAX_KV:
         bk = max(16, 1 << (max(1, GRAD_MAX_KV // BV).bit_length() - 1))    # block_sizes keeps it >= 64
         if bk < BK:
             return Launch.of(meta, q, v, chunk_size, scale, use_h0, use_ht, v_split=False, k_split=bk)
