@@ -130,7 +130,7 @@ def compile_variant(name: str, callbacks: dict, extras: list[Extra], states: lis
         "v_split_grads": [n for n in [*grads, "bwd_grads"] if v_split_blocker(bplans[n].graph) is None],
         # gradient kernels that mix no lanes along K (GLA's dq/dk/dg: each key column apart): the
         # launcher may give each program a slice of K, where the [K, V] state tiles are too big
-        "k_split_grads": [n for n in [*grads, "bwd_grads"] if k_split_blocker(bplans[n].graph) is None],
+        "k_split_grads": [k.name for k in kernels if k.k_split],
         "kernels": [k.name for k in kernels],
         # per-chunk kernels with gated products: the launcher runs each again as its fix-up pass
         "gated_kernels": [k.name for k in kernels if k.gated],

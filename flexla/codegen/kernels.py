@@ -12,6 +12,7 @@ from ..frontend.states import State
 from ..ir import Graph, Op
 from ..ir.ops import GATED
 from ..passes.partition import KernelPlan
+from ..passes.tiling import k_split_blocker
 from .lower import lines, var
 
 TEMPLATES = {"fused_fwd": "fused.py.jinja", "chunk_prep": "prep.py.jinja", "chunk_states": "chunk_states.py.jinja",
@@ -155,6 +156,7 @@ class KernelSource:
     stores: list
     carries: list
     gated: bool          # has gated products (whose fix-up pass it then needs, unless it loops)
+    k_split: bool = False  # a gradient kernel that keeps key columns apart: programs may own K slices
 
 
 def _carries(plan: KernelPlan, states: list[State]) -> list[Carry]:
@@ -190,8 +192,9 @@ def kernel_source(plan: KernelPlan, extras: list[Extra], states: list[State], di
     pointers = (forward_pointers(extras, states, staged) if direction == "forward"
                 else backward_pointers(extras, states, staged))
     gated = any(n.op in GATED for n in g.nodes) and plan.role not in FORWARD_CARRY | BACKWARD_CARRY
+    k_split = plan.role == "bwd_grads" and k_split_blocker(g) is None
     return KernelSource(plan.name, TEMPLATES[plan.role], [f"{p}_ptr" for p in pointers], loads, phases, stores,
-                        carries, gated)
+                        carries, gated, k_split)
 
 
 def _ref(g: Graph, name: str, shape: str = "") -> str:
