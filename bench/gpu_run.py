@@ -408,7 +408,7 @@ def main():
     p.add_argument("--no-peer-check", action="store_true", help="check flexla only, not the peer's errors")
     p.add_argument("--strong-gates", action="store_true", help="per-key gates of about e^-6 a step (GLA, KDA, "
                    "RWKV-6), which the gated products' fix-up pass computes")
-    p.add_argument("--check-shapes", help="B,T,H,K,V;... shapes to check at instead of the two default ones")
+    p.add_argument("--check-shapes", help="B,T,H,K,V;... shapes to check at instead of the four default ones")
     p.add_argument("--tag", default="", help="suffix of the results file, for experiments: results<tag>.json")
     p.add_argument("--check-one", help=argparse.SUPPRESS)   # child of --jobs: check one op, print its rows
     p.add_argument("--warm-one", help=argparse.SUPPRESS)    # child of --jobs: compile one op's timed kernels

@@ -1,12 +1,14 @@
-"""Tiling: whether the V axis, and a state scan's K axis, can be split across programs (the block
-sizes of a launch follow from it at run time, `runtime/launch.py`).
+"""Tiling: whether the V axis, and the K axis of a state scan or a gradient kernel, can be split
+across programs (the block sizes of a launch follow from it at run time, `runtime/launch.py`).
 
 V is separable when no op mixes lanes along V: every tile with a V dim is only combined
 elementwise, transposed, reshaped, or multiplied by a matrix that does not contract over V. Then
 programs that each own a slice of V compute exactly the slices of the whole result.
 
 K is kept whole except in the state scans, which the launcher splits along K too when they
-would otherwise leave the GPU idle (a long sequence and few heads). The K rule looks at the axis
+would otherwise leave the GPU idle (a long sequence and few heads), and in the per-chunk gradient
+kernels whose [K, V] states would be too big for one program (GLA's dq/dk/dg at K = V = 256,
+`codegen/kernels.py` marks them). The K rule looks at the axis
 each op works along, so a cumulative sum over the chunk of a [C, K] gate or a product contracting
 the chunk stays separable; a product contracting K (the delta rule's w S) does not.
 """

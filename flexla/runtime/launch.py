@@ -275,12 +275,13 @@ def grad_launch(compiled, q, v, chunk_size, scale, L: Launch, name: str) -> Laun
     use_h0, use_ht = L.consts["USE_H0"], L.consts["USE_HT"]
     if name in meta["v_split_grads"] and L.V > GRAD_MAX_BV:
         return Launch.of(meta, q, v, chunk_size, scale, use_h0, use_ht, v_split=True, max_bv=GRAD_MAX_BV)
-    BK, BV = L.consts["BK"], L.consts["BV"]
-    if name in meta["k_split_grads"] and BK * BV > GRAD_MAX_KV:
-        bk = max(16, 1 << (max(1, GRAD_MAX_KV // BV).bit_length() - 1))    # block_sizes keeps it >= 64
-        if bk < BK:
-            return Launch.of(meta, q, v, chunk_size, scale, use_h0, use_ht, v_split=False, k_split=bk)
-    return L
+    bk, BV = L.consts["BK"], L.consts["BV"]
+    if name not in meta["k_split_grads"]:
+        return L
+    while bk > 16 and bk * BV > GRAD_MAX_KV:        # halved as the scans' slices are; block_sizes keeps >= 64
+        bk //= 2
+    return L if bk == L.consts["BK"] else Launch.of(meta, q, v, chunk_size, scale, use_h0, use_ht, v_split=False,
+                                                    k_split=bk)
 
 
 def staged_buffers(entries, L: Launch, q, chunk_size):
