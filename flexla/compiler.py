@@ -128,9 +128,12 @@ def compile_variant(name: str, callbacks: dict, extras: list[Extra], states: lis
         # gradient kernels that mix no lanes along V (a split kernel computing dv alone): the
         # launcher may give each program a slice of V, where whole V tiles would not fit
         "v_split_grads": [n for n in [*grads, "bwd_grads"] if v_split_blocker(bplans[n].graph) is None],
-        # gradient kernels that mix no lanes along K (GLA's dq/dk/dg: each key column apart): the
-        # launcher may give each program a slice of K, where the [K, V] state tiles are too big
+        # gradient kernels that may run on slices of K (passes/tiling.k_slices: GLA's dq/dk/dg, each
+        # key column apart; retention's, whose d_gamma each slice adds a part of): the launcher
+        # splits K where the [K, V] state tiles are too big
         "k_split_grads": [k.name for k in kernels if k.k_split],
+        # per such kernel, the extras whose gradients each slice adds a part of (summed by the launcher)
+        "k_part_grads": {k.name: list(k.k_parts) for k in kernels if k.k_parts},
         "kernels": [k.name for k in kernels],
         # per-chunk kernels with gated products: the launcher runs each again as its fix-up pass
         "gated_kernels": [k.name for k in kernels if k.gated],

@@ -1,9 +1,11 @@
 """A per-chunk gradient kernel that mixes no lanes along V (the dv kernel of a split gradient) may
-give each program a slice of V, and one that mixes no lanes along K (GLA's dq/dk/dg: each key
-column apart) a slice of K (runtime/launch.grad_launch): the gradients are the same as whole."""
+give each program a slice of V, and one whose contractions over K reach only gradients without
+a K axis (GLA's dq/dk/dg: each key column apart; retention's, whose d_gamma each slice adds a
+part of) a slice of K (runtime/launch.grad_launch): the gradients are the same as whole."""
 import pytest
 import torch
 
+import flexla
 from flexla.runtime import launch
 from flexla.variants import get
 from variant_cases import random_inputs
@@ -16,10 +18,29 @@ def _grads(variant, inputs):
     return [x.grad for x in xs]
 
 
-def _sliced_against_whole(name, K, V, knob, value, axis, monkeypatch, rel):
+@flexla.linear_attention(chunk_size=16)
+class GatedSkip:
+    """Simple GLA plus a skip connection the gate scales, o += sigmoid(g) v: the gate's gradient
+    gains a term without K (do . v) that only one K slice may add."""
+
+    def intra(q, k, v, g: "[C]"):
+        g_in, g = g, g.cumsum(0)
+        A = ((q @ k.T) * (g[:, None] - g[None, :]).tril().exp()).tril()
+        return dict(o=A @ v + g_in.sigmoid()[:, None] * v, qg=q * g.exp()[:, None],
+                    kv=(k * (g[-1] - g).exp()[:, None]).T @ v, decay=g[-1].exp())
+
+    def update(S, c):
+        return S * c["decay"] + c["kv"]
+
+    def merge(S, c):
+        return c["o"] + c["qg"] @ S
+
+
+def _sliced_against_whole(name, K, V, knob, value, axis, monkeypatch, rel, variant=None):
     """Gradients with `knob` set to `value` (slices of 16 along `axis`, "NK" or "NV"; the head dim
-    of 40 makes three, the last masked) against the same call with the axis whole."""
-    variant = get(name)
+    of 40 makes three, the last masked) against the same call with the axis whole. `variant`
+    stands in for the shipped one of that name (called on the same inputs)."""
+    variant = variant or get(name)
     (q, k, v), extras, h0 = random_inputs(name, 1, 37, 2, K, V)
     if name == "rwkv6":     # a log decay per token and key, a bonus per head and key
         gen = torch.Generator().manual_seed(1)
@@ -51,7 +72,10 @@ def _sliced_against_whole(name, K, V, knob, value, axis, monkeypatch, rel):
 def test_only_kernels_that_keep_lanes_apart_may_split():
     meta = get("retention").compile().meta
     assert meta["v_split_grads"] == ["bwd_grads_dv"]              # dq/dk/d_gamma contract V: whole
-    assert meta["k_split_grads"] == []                            # and d_gamma sums over K
+    assert meta["k_split_grads"] == ["bwd_grads_dq_dk_d_log_gamma"]   # d_gamma sums over K:
+    assert meta["k_part_grads"] == {"bwd_grads_dq_dk_d_log_gamma": ["log_gamma"]}   # a part per slice
+    assert get("gla").compile().meta["k_part_grads"] == {}        # its d_g keeps K
+    assert get("mlstm").compile().meta["k_split_grads"] == []      # |q . n| of the whole K in dq
     assert get("rwkv6").compile().meta["v_split_grads"] == []      # its du sums over V
     assert get("gla").compile().meta["k_split_grads"] == ["bwd_grads_dq_dk_d_g"]
     delta = get("delta_rule").compile().meta                       # one gradient kernel; dq contracts V,
@@ -63,9 +87,14 @@ def test_v_slices_give_the_same_gradients(name, monkeypatch, rel):
     _sliced_against_whole(name, 16, 40, "GRAD_MAX_BV", 16, "NV", monkeypatch, rel)
 
 
-@pytest.mark.parametrize("name", ["gla", "rwkv6", "linear_attn"])
+@pytest.mark.parametrize("name", ["gla", "rwkv6", "linear_attn", "retention", "simple_gla"])
 def test_k_slices_give_the_same_gradients(name, monkeypatch, rel):
     _sliced_against_whole(name, 40, 16, "GRAD_MAX_KV", 16 * 16, "NK", monkeypatch, rel)
+
+
+def test_k_slices_add_a_term_without_k_once(monkeypatch, rel):
+    assert GatedSkip.compile().meta["k_part_grads"] == {"bwd_grads_dq_dk_d_g": ["g"]}
+    _sliced_against_whole("simple_gla", 40, 16, "GRAD_MAX_KV", 16 * 16, "NK", monkeypatch, rel, GatedSkip)
 
 
 def test_k_splits_wait_for_big_states():

@@ -12,7 +12,7 @@ from ..frontend.states import State
 from ..ir import Graph, Op
 from ..ir.ops import GATED
 from ..passes.partition import KernelPlan
-from ..passes.tiling import k_split_blocker
+from ..passes.tiling import FIRST_K_SLICE, KSlices, k_slices
 from .lower import lines, var
 
 TEMPLATES = {"fused_fwd": "fused.py.jinja", "chunk_prep": "prep.py.jinja", "chunk_states": "chunk_states.py.jinja",
@@ -34,6 +34,7 @@ class Access:
     feature: str | None = None
     row: str = "row"     # token rows: `row` per head, `row_qk` for q and k shared by a group of heads
     shape: str = "KV"    # states: KV, K or V; chunk tiles: their dims, e.g. CK
+    k_part: bool = False  # an output each K slice adds a part of: one slot per slice, summed by the launcher
 
     @property
     def lanes(self) -> str:
@@ -116,8 +117,8 @@ def staged_access(v: str, name: str, graph: Graph) -> Access:
 
 def input_access(name: str, extras: dict[str, Extra], states: list[State], graph: Graph) -> Access:
     v = var(name)
-    if name == "scale":
-        return Access(v, "", "scale")
+    if name in ("scale", FIRST_K_SLICE):
+        return Access(v, "", name)
     if name in graph.meta.get("staged", ()):
         return staged_access(v, name, graph)
     if name in ("q", "k"):
@@ -133,7 +134,7 @@ def input_access(name: str, extras: dict[str, Extra], states: list[State], graph
     return Access(v, f"{name}_ptr", "token" if e.per_token else "head", e.feature)
 
 
-def output_access(role: str, extras: dict[str, Extra], graph: Graph) -> Access:
+def output_access(role: str, extras: dict[str, Extra], graph: Graph, k_part: bool = False) -> Access:
     if role.startswith("stage:"):
         return staged_access("", role[len("stage:"):], graph)
     if role == "o":
@@ -143,7 +144,7 @@ def output_access(role: str, extras: dict[str, Extra], graph: Graph) -> Access:
     if role == "dv":
         return Access("", "dv_ptr", "token", "V")
     e = extras[role[2:]]
-    return Access("", f"{role}_ptr", "token" if e.per_token else "head_partial", e.feature)
+    return Access("", f"{role}_ptr", "token" if e.per_token else "head_partial", e.feature, k_part=k_part)
 
 
 @dataclass
@@ -156,7 +157,8 @@ class KernelSource:
     stores: list
     carries: list
     gated: bool          # has gated products (whose fix-up pass it then needs, unless it loops)
-    k_split: bool = False  # a gradient kernel that keeps key columns apart: programs may own K slices
+    k_split: bool = False  # a gradient kernel whose programs may own K slices (passes/tiling.k_slices)
+    k_parts: tuple = ()    # the extras' gradients each K slice adds a part of
 
 
 def _carries(plan: KernelPlan, states: list[State]) -> list[Carry]:
@@ -180,21 +182,35 @@ def kernel_source(plan: KernelPlan, extras: list[Extra], states: list[State], di
     one signature, so all of them get those pointers)."""
     g: Graph = plan.graph
     by_name = {e.name: e for e in extras}
+    state_roles = {r for s in states for r in (s.next, s.grad)}
+    slices = k_slices(g) if plan.role == "bwd_grads" else KSlices(None)
+    parts = slices.partial - state_roles            # gradients of states are not stored here
+    k_split = slices.graph is not None and parts <= {f"d_{e.name}" for e in extras}
+    phases = plan.phases
+    if k_split:
+        g, phases = slices.graph, _with_added_nodes(phases, slices.graph)
     carries = _carries(plan, states)
     carried = {c.var for c in carries}
     used = {i for n in g.nodes for i in n.inputs} | set(g.outputs.values())
     loads = [input_access(n.name, by_name, states, g) for n in g.inputs
              if n.name in used and var(n.name) not in carried]
-    phases = {p: lines(g, names) for p, names in plan.phases.items()}
-    state_roles = {r for s in states for r in (s.next, s.grad)}
-    stores = [(output_access(role, by_name, g), _ref(g, name)) for role, name in g.outputs.items()
-              if role not in state_roles]
+    phases = {p: lines(g, names) for p, names in phases.items()}
+    stores = [(output_access(role, by_name, g, k_split and role in parts), _ref(g, name))
+              for role, name in g.outputs.items() if role not in state_roles]
     pointers = (forward_pointers(extras, states, staged) if direction == "forward"
                 else backward_pointers(extras, states, staged))
     gated = any(n.op in GATED for n in g.nodes) and plan.role not in FORWARD_CARRY | BACKWARD_CARRY
-    k_split = plan.role == "bwd_grads" and k_split_blocker(g) is None
     return KernelSource(plan.name, TEMPLATES[plan.role], [f"{p}_ptr" for p in pointers], loads, phases, stores,
-                        carries, gated, k_split)
+                        carries, gated, k_split, tuple(sorted(r[2:] for r in parts)) if k_split else ())
+
+
+def _with_added_nodes(phases: dict, graph: Graph) -> dict:
+    """The phases with each node k_slices added in the phase of the node that uses it."""
+    phase_of = {name: p for p, names in phases.items() for name in names}
+    for n in reversed(graph.nodes):
+        if n.name not in phase_of and n.op is not Op.INPUT:
+            phase_of[n.name] = next(phase_of[u.name] for u in graph.nodes if n.name in u.inputs)
+    return {p: [n.name for n in graph.nodes if phase_of.get(n.name) == p] for p in phases}
 
 
 def _ref(g: Graph, name: str, shape: str = "") -> str:

@@ -11,10 +11,16 @@ kernels whose [K, V] states would be too big for one program (GLA's dq/dk/dg at 
 `codegen/kernels.py` marks them). The K rule looks at the axis
 each op works along, so a cumulative sum over the chunk of a [C, K] gate or a product contracting
 the chunk stays separable; a product contracting K (the delta rule's w S) does not.
+
+A gradient kernel may still split K when what it contracts over K only flows, linearly, into
+outputs without a K axis (retention's d_gamma: a sum over K of q dq - k dk): each slice then
+adds a part of those outputs, which the launcher sums (`k_slices`).
 """
 from __future__ import annotations
 
-from ..ir import K, V, Graph, Op
+from dataclasses import dataclass
+
+from ..ir import K, V, Graph, Node, Op
 from ..ir.ops import ELEMENTWISE
 
 V_SAFE = ELEMENTWISE | {Op.TRANSPOSE, Op.UNSQUEEZE, Op.SQUEEZE, Op.EXPAND, Op.FULL, Op.INPUT, Op.CONST}
@@ -28,7 +34,7 @@ def v_split_blocker(graph: Graph) -> str | None:
             continue
         if n.op is Op.MM and graph[n.inputs[0]].shape[1] != V:
             continue
-        return f"{n.name} = {n.op.value}(...) {n.loc or ''}".strip()
+        return _described(n)
     return None
 
 
@@ -55,8 +61,68 @@ def k_split_blocker(graph: Graph) -> str | None:
     """The first node that mixes lanes along K, described, or None when K is separable."""
     for n in graph.nodes:
         if mixes(graph, n, K):
-            return f"{n.name} = {n.op.value}(...) {n.loc or ''}".strip()
+            return _described(n)
     return None
+
+
+FIRST_K_SLICE = "first_k_slice"    # an input: 1 in the programs of K's first slice, 0 in the others
+# ops that map a sum of parts to the sum of their results (on a part: the other operands whole)
+LINEAR = {Op.NEG, Op.TRANSPOSE, Op.UNSQUEEZE, Op.SQUEEZE, Op.EXPAND, Op.SUM, Op.CUMSUM, Op.REVCUMSUM,
+          Op.TRIL, Op.TRIU, Op.SELECT, Op.PLACE}
+
+
+@dataclass(frozen=True)
+class KSlices:
+    """How a kernel runs on slices of K: `graph` (None where it cannot) computes, on one slice,
+    that slice's lanes of the outputs with a K axis and a part of those in `partial`, whose sum
+    over the slices is the whole value."""
+    graph: Graph | None
+    partial: frozenset = frozenset()
+    blocker: str | None = None
+
+
+def k_slices(graph: Graph) -> KSlices:
+    """Every node is whole (no K lanes in it), sliced (it has a K axis: the slice's lanes) or a
+    part (a contraction over K of sliced values, and what depends on one linearly). A whole term
+    added to a part is counted by the first slice only (multiplied by the FIRST_K_SLICE input);
+    anything else that meets a part (a product of two, a part broadcast along K, exp) blocks."""
+    kind, nodes, first = {}, [], Node(FIRST_K_SLICE, Op.INPUT, (), (("role", FIRST_K_SLICE),), ())
+    for n in graph.nodes:
+        ins = [kind[i] for i in n.inputs]
+        parts = ins.count("part")
+        if K in n.shape:
+            kind[n.name] = "sliced"
+            if parts or mixes(graph, n, K):
+                return KSlices(None, blocker=_described(n))
+        elif "sliced" in ins:
+            kind[n.name] = "part"
+            if parts or n.op not in (Op.MM, Op.SUM):        # a contraction over K: the slice's part
+                return KSlices(None, blocker=_described(n))
+        elif not parts:
+            kind[n.name] = "whole"
+        elif n.op in (Op.ADD, Op.SUB):
+            kind[n.name] = "part"
+            inputs = list(n.inputs)
+            for j, i in enumerate(inputs):
+                if kind[i] == "whole":                     # counted once: by the first slice
+                    inputs[j] = f"{i}_on_first_k_slice"
+                    if inputs[j] not in kind:
+                        kind[inputs[j]] = "whole"
+                        nodes.append(Node(inputs[j], Op.MUL, (i, FIRST_K_SLICE), (), graph[i].shape, n.loc))
+            n = Node(n.name, n.op, tuple(inputs), n.attrs, n.shape, n.dtype, n.loc)
+        elif (n.op in LINEAR or n.op in (Op.MUL, Op.MM) or (n.op is Op.DIV and ins[0] == "part")) and parts == 1:
+            kind[n.name] = "part"
+        else:
+            return KSlices(None, blocker=_described(n))
+        nodes.append(n)
+    if any(n.op is Op.MUL and n.inputs[1:] == (FIRST_K_SLICE,) for n in nodes):
+        nodes.insert(0, first)
+    partial = frozenset(role for role, name in graph.outputs.items() if kind[name] == "part")
+    return KSlices(graph.replace(nodes), partial)
+
+
+def _described(n: Node) -> str:
+    return f"{n.name} = {n.op.value}(...) {n.loc or ''}".strip()
 
 
 def tile(graph: Graph) -> Graph:

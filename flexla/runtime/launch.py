@@ -284,6 +284,16 @@ def grad_launch(compiled, q, v, chunk_size, scale, L: Launch, name: str) -> Laun
                                                     k_split=bk)
 
 
+def k_part_buffers(compiled, name: str, NK: int, dextras) -> dict:
+    """For a gradient kernel run on NK > 1 slices of K, a buffer per extra's gradient that each
+    slice only adds a part of (the compiler's k_part_grads: retention's d_gamma sums over K), by
+    its index in dextras: [B, T or NT, H, NK, *feature], one slot per slice, summed after."""
+    extras = [e for e, _ in compiled.meta["extras"]]
+    parts = [extras.index(e) for e in compiled.meta["k_part_grads"].get(name, [])] if NK > 1 else []
+    return {i: _empty(*dextras[i].shape[:3], NK, *dextras[i].shape[3:], dtype=dextras[i].dtype,
+                      device=dextras[i].device) for i in parts}
+
+
 def staged_buffers(entries, L: Launch, q, chunk_size):
     """One buffer per staged chunk tensor (compiler meta): [B*H, NT, *tile], C rows padded."""
     sizes = {"C": chunk_size, "K": L.K, "V": L.V}
@@ -415,7 +425,8 @@ def _backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_t
               else [q] * len(compiled.meta["bwd_staged"]))
     grads = compiled.meta["split_grad_kernels"] if split else ["bwd_grads"]
     flags = gate_flags(compiled, L, ["bwd_prep", *grads] if sched == "chunk" else [])
-    ptrs = [q, k, v, *extras, do, *per_state, dq, dk, dv, *dextras, *staged, flags]
+    pointers = lambda ds: [q, k, v, *extras, do, *per_state, dq, dk, dv, *ds, *staged, flags]
+    ptrs = pointers(dextras)
     if sched == "fused":
         L.run(compiled.module.bwd, (1, B * H), ptrs)
     else:
@@ -425,7 +436,11 @@ def _backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_t
         scan.run(compiled.module.bwd_states, (scan.NK * scan.NV, B * H), ptrs)
         for name in grads:
             grad = grad_launch(compiled, q, v, chunk_size, scale, L, name)
-            grad.run(getattr(compiled.module, name), (NT, grad.NK * grad.NV, B * H), ptrs)
+            parts = k_part_buffers(compiled, name, grad.NK, dextras)
+            grad.run(getattr(compiled.module, name), (NT, grad.NK * grad.NV, B * H),
+                     pointers([parts.get(i, d) for i, d in enumerate(dextras)]))
+            for i, part in parts.items():
+                torch.sum(part, 3, out=dextras[i])
     dextras = [d.to(e.dtype) if tok else d.sum((0, 1)).to(e.dtype)
                for d, e, tok in zip(dextras, extras, per_token)]
     if G > 1:

@@ -1,8 +1,8 @@
 import pytest
-from graphs import GraphBuilder, simple_gla_forward
+from graphs import GraphBuilder, expr, simple_gla_forward
 
-from flexla.ir import C, K, V, Op
-from flexla.passes.tiling import k_split_blocker, tile, v_split_blocker
+from flexla.ir import C, K, V, Op, verify
+from flexla.passes.tiling import FIRST_K_SLICE, k_slices, k_split_blocker, tile, v_split_blocker
 
 
 def _separable():
@@ -96,3 +96,45 @@ def test_a_sum_over_k_blocks_the_k_split():
     norm = b.add(Op.SUM, b.add(Op.MUL, k, k), dims=(1,), keepdim=True, name="norm")     # [C, 1]
     kv = b.add(Op.MM, b.add(Op.TRANSPOSE, b.add(Op.DIV, k, norm)), b.input("v", (C, V)))
     assert k_split_blocker(b.build(S_next=b.add(Op.ADD, S, kv))).startswith("norm = sum")
+
+
+def _gate_gradient(whole_term: bool):
+    """A scalar gate's gradient as retention's has it: dq [C, K] per slice, and d_g [C], a sum
+    over K of q dq (a part per slice) plus, with whole_term, a term without K (do . v)."""
+    b = GraphBuilder()
+    q, S, do, v = b.input("q", (C, K)), b.input("S", (K, V)), b.input("do", (C, V)), b.input("v", (C, V))
+    dq = b.add(Op.MM, do, b.add(Op.TRANSPOSE, S), name="dq")                   # contracts V: [C, K]
+    d_g = b.add(Op.SUM, b.add(Op.MUL, q, dq), dims=(1,), keepdim=False, name="qdq")
+    d_g = b.add(Op.REVCUMSUM, b.add(Op.MUL, d_g, b.input("g", (C,))), dim=0)
+    if whole_term:
+        d_g = b.add(Op.ADD, d_g, b.add(Op.SUM, b.add(Op.MUL, do, v), dims=(1,), keepdim=False, name="dov"))
+    return b, dq, d_g
+
+
+def test_k_slices_leave_parts_of_what_sums_over_k():
+    b, dq, d_g = _gate_gradient(whole_term=False)
+    slices = k_slices(b.build(dq=dq, d_g=d_g))
+    assert slices.blocker is None and slices.partial == {"d_g"}
+    assert FIRST_K_SLICE not in slices.graph                     # nothing to count once
+
+
+def test_a_whole_term_added_to_a_part_counts_on_the_first_slice_only():
+    b, dq, d_g = _gate_gradient(whole_term=True)
+    slices = k_slices(b.build(dq=dq, d_g=d_g))
+    assert slices.partial == {"d_g"}
+    assert expr(slices.graph, "d_g").endswith(", mul(sum(mul(do, v), dims=(1), keepdim=False), first_k_slice))")
+    verify(slices.graph)
+    assert slices.graph.input(FIRST_K_SLICE).shape == ()
+
+
+@pytest.mark.parametrize("use", ["exp", "times_a_part", "broadcast_along_k"])
+def test_a_part_used_other_than_linearly_blocks_the_k_split(use):
+    b, dq, d_g = _gate_gradient(whole_term=False)
+    if use == "exp":
+        d_g = b.add(Op.EXP, d_g, name="bad")
+    elif use == "times_a_part":
+        d_g = b.add(Op.MUL, d_g, d_g, name="bad")
+    else:                       # a part must not reach a tile with K lanes: each slice holds only its own
+        dq = b.add(Op.MUL, dq, b.add(Op.UNSQUEEZE, d_g, dim=1), name="bad")
+    slices = k_slices(b.build(dq=dq, d_g=d_g))
+    assert slices.graph is None and slices.blocker.startswith("bad = ")
