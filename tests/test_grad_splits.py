@@ -98,7 +98,7 @@ def test_k_slices_add_a_term_without_k_once(monkeypatch, rel):
 
 
 def test_k_splits_wait_for_big_states():
-    """K = V = 128 stays whole (a 128 x 128 state); K = V = 256 goes in slices of 64."""
+    """K = V = 64 stays whole (a 64 x 64 state); K = V = 128 and 256 go in slices of 64."""
     meta = get("gla").compile().meta
     compiled = type("Compiled", (), {"meta": meta})()
 
@@ -106,5 +106,6 @@ def test_k_splits_wait_for_big_states():
         q, v = torch.zeros(1, 64, 2, K), torch.zeros(1, 64, 2, V)
         L = launch.Launch.of(meta, q, v, 64, 1.0, False, False, v_split=False)
         return launch.grad_launch(compiled, q, v, 64, 1.0, L, "bwd_grads_dq_dk_d_g")
-    assert grad(128, 128).NK == 1
+    assert grad(64, 64).NK == 1
+    assert (grad(128, 128).NK, grad(128, 128).consts["BK"]) == (2, 64)
     assert (grad(256, 256).NK, grad(256, 256).consts["BK"]) == (4, 64)

@@ -22,9 +22,11 @@ SCAN_BK = int(os.environ.get("FLEXLA_SCAN_BK", "64"))
 # the widest V slice of a gradient kernel that may split V (grad_launch); FLEXLA_GRAD_MAX_BV sets
 # it (checks of the split at small V)
 GRAD_MAX_BV = int(os.environ.get("FLEXLA_GRAD_MAX_BV", "128"))
-# the most [K, V] state elements a gradient kernel that may split K holds (grad_launch): a 128 x
-# 128 state; FLEXLA_GRAD_MAX_KV sets it (checks of the split at small head dims)
-GRAD_MAX_KV = int(os.environ.get("FLEXLA_GRAD_MAX_KV", str(128 * 128)))
+# the most [K, V] state elements a gradient kernel that may split K holds (grad_launch): 64 x 128,
+# so K = V = 128 goes in two slices (run 80, H200: GLA's dq/dk/dg 1.48 -> 0.80 ms, RWKV-6's
+# fwd+bwd 4.71 -> 3.04 ms; sm_90 spills 1408 -> 0 and 3352 -> 800 bytes a thread);
+# FLEXLA_GRAD_MAX_KV sets it (checks of the split at small head dims)
+GRAD_MAX_KV = int(os.environ.get("FLEXLA_GRAD_MAX_KV", str(64 * 128)))
 # K and V tiles (slices included) at least 64 wide, but where both head dims are 16 or less
 # (HGRN's K = V = 1): 16- or 32-wide tiles gave wrong gradients or an illegal address on an H200
 # (Triton 3.6; the interpreter is exact) next to 64-wide ones, in the delta rules at K = V = 32
@@ -270,7 +272,8 @@ def grad_launch(compiled, q, v, chunk_size, scale, L: Launch, name: str) -> Laun
     - one that mixes no lanes along K (k_split_grads: GLA's dq/dk/dg) when its [K, V] state tiles
       hold more than GRAD_MAX_KV elements: then each program takes a slice of K (V stays whole:
       such a kernel sums over V), at most GRAD_MAX_KV / V wide (a power of two, at least 64 on
-      the GPU). GLA's dq/dk/dg kernel at K = V = 256 holds two 256 x 256 states otherwise."""
+      the GPU). GLA's dq/dk/dg kernel at K = V = 256 holds two 256 x 256 states otherwise, and
+      spills registers at K = V = 128."""
     meta = compiled.meta
     use_h0, use_ht = L.consts["USE_H0"], L.consts["USE_HT"]
     if name in meta["v_split_grads"] and L.V > GRAD_MAX_BV:
