@@ -47,6 +47,7 @@ SHAPES = {  # B, T, H, K, V
     "head_dims": [(4, 4096, 32, 64, 64), (2, 4096, 8, 256, 256)],
     "d64": [(4, 4096, 32, 64, 64)],
     "d256": [(2, 4096, 8, 256, 256)],
+    "one_d256": [(8, 2048, 16, 128, 128), (2, 4096, 8, 256, 256)],
 }
 FLA_BWD_REFUSED = {op: "FLA 0.6.0 refuses this backward on Hopper with Triton 3.6 (its issue 640)"
                    for op in ("chunk_simple_gla", "chunk_gated_delta_rule")}
