@@ -7,8 +7,8 @@ programs that each own a slice of V compute exactly the slices of the whole resu
 
 K is kept whole except in the state scans, which the launcher splits along K too when they
 would otherwise leave the GPU idle (a long sequence and few heads), and in the per-chunk gradient
-kernels whose [K, V] states would be too big for one program (GLA's dq/dk/dg at K = V = 256,
-`codegen/kernels.py` marks them). The K rule looks at the axis
+kernels whose [K, V] states would be too big for one program (GLA's dq/dk/dg at K = V = 128 and
+256, `codegen/kernels.py` marks them). The K rule looks at the axis
 each op works along, so a cumulative sum over the chunk of a [C, K] gate or a product contracting
 the chunk stays separable; a product contracting K (the delta rule's w S) does not.
 

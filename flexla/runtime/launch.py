@@ -269,11 +269,12 @@ def grad_launch(compiled, q, v, chunk_size, scale, L: Launch, name: str) -> Laun
       alone) when V is wider than GRAD_MAX_BV: then each program takes a slice of V. Whole V tiles
       of 256 did not fit in an H200's shared memory at any chunk (retention's and simple GLA's dv
       kernel: 270 KB at chunk 16, sm_90);
-    - one that mixes no lanes along K (k_split_grads: GLA's dq/dk/dg) when its [K, V] state tiles
-      hold more than GRAD_MAX_KV elements: then each program takes a slice of K (V stays whole:
-      such a kernel sums over V), at most GRAD_MAX_KV / V wide (a power of two, at least 64 on
-      the GPU). GLA's dq/dk/dg kernel at K = V = 256 holds two 256 x 256 states otherwise, and
-      spills registers at K = V = 128."""
+    - one that may run on slices of K (k_split_grads, passes/tiling.k_slices: GLA's dq/dk/dg,
+      each key column apart; retention's dq/dk/d_gamma, whose d_gamma each slice adds a part of,
+      k_part_buffers) when its [K, V] state tiles hold more than GRAD_MAX_KV elements: then each
+      program takes a slice of K (V stays whole: such a kernel sums over V), at most
+      GRAD_MAX_KV / V wide (a power of two, at least 64 on the GPU). GLA's dq/dk/dg kernel at
+      K = V = 256 holds two 256 x 256 states otherwise, and spills registers at K = V = 128."""
     meta = compiled.meta
     use_h0, use_ht = L.consts["USE_H0"], L.consts["USE_HT"]
     if name in meta["v_split_grads"] and L.V > GRAD_MAX_BV:
