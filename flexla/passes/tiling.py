@@ -86,7 +86,7 @@ def k_slices(graph: Graph) -> KSlices:
     part (a contraction over K of sliced values, and what depends on one linearly). A whole term
     added to a part is counted by the first slice only (multiplied by the FIRST_K_SLICE input);
     anything else that meets a part (a product of two, a part broadcast along K, exp) blocks."""
-    kind, nodes, first = {}, [], Node(FIRST_K_SLICE, Op.INPUT, (), (("role", FIRST_K_SLICE),), ())
+    kind, nodes = {}, []
     for n in graph.nodes:
         ins = [kind[i] for i in n.inputs]
         parts = ins.count("part")
@@ -115,8 +115,8 @@ def k_slices(graph: Graph) -> KSlices:
         else:
             return KSlices(None, blocker=_described(n))
         nodes.append(n)
-    if any(n.op is Op.MUL and n.inputs[1:] == (FIRST_K_SLICE,) for n in nodes):
-        nodes.insert(0, first)
+    if any(FIRST_K_SLICE in n.inputs for n in nodes):
+        nodes.insert(0, Node(FIRST_K_SLICE, Op.INPUT, (), (("role", FIRST_K_SLICE),), ()))
     partial = frozenset(role for role, name in graph.outputs.items() if kind[name] == "part")
     return KSlices(graph.replace(nodes), partial)
 
