@@ -447,15 +447,16 @@ def main():
         os.environ["FLEXLA_TUNE"] = "compile"
         warm(args.warm_one, device, dtype, bench_shapes, modes, schedules, fla.get(args.warm_one))
         return
+    peers = {} if args.no_peer_check else fla     # the peer's cold autotuning costs minutes per op
     if args.check_one:
-        ok, checks = correctness(device, dtype, check_shapes, tol, [args.check_one], {} if args.no_peer_check else fla)
+        ok, checks = correctness(device, dtype, check_shapes, tol, [args.check_one], peers)
         print("ROWS " + json.dumps(checks))
         return
     log(f"== correctness ({dtype}, tolerance {tol}) ==")
     try:
         check_ops = args.check_ops.split(",")
         ok, checks = ((True, []) if args.skip_check else
-                      correctness(device, dtype, check_shapes, tol, check_ops, fla) if args.jobs == 1 else
+                      correctness(device, dtype, check_shapes, tol, check_ops, peers) if args.jobs == 1 else
                       correctness_in_parallel(check_ops, args.jobs, args.dry, args.no_peer_check))
     except Exception:  # noqa: BLE001
         traceback.print_exc()

@@ -76,13 +76,14 @@ def test_only_kernels_that_keep_lanes_apart_may_split():
     assert meta["k_part_grads"] == {"bwd_grads_dq_dk_d_log_gamma": ["log_gamma"]}   # a part per slice
     assert get("gla").compile().meta["k_part_grads"] == {}        # its d_g keeps K
     assert get("mlstm").compile().meta["k_split_grads"] == []      # |q . n| of the whole K in dq
-    assert get("rwkv6").compile().meta["v_split_grads"] == []      # its du sums over V
+    rwkv6 = get("rwkv6").compile().meta          # dv alone, du (a sum over V) with dq, dk, dw
+    assert (rwkv6["v_split_grads"], rwkv6["k_split_grads"]) == (["bwd_grads_dv"], ["bwd_grads_dq_dk_d_w_d_u"])
     assert get("gla").compile().meta["k_split_grads"] == ["bwd_grads_dq_dk_d_g"]
     delta = get("delta_rule").compile().meta                       # one gradient kernel; dq contracts V,
     assert delta["v_split_grads"] == delta["k_split_grads"] == []  # its solves contract K
 
 
-@pytest.mark.parametrize("name", ["retention", "gla"])
+@pytest.mark.parametrize("name", ["retention", "gla", "rwkv6"])
 def test_v_slices_give_the_same_gradients(name, monkeypatch, rel):
     _sliced_against_whole(name, 16, 40, "GRAD_MAX_BV", 16, "NV", monkeypatch, rel)
 

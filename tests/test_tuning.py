@@ -75,7 +75,12 @@ def test_knobs(monkeypatch):
     monkeypatch.setenv("FLEXLA_TUNE", "0")
     assert tuning.choose("bwd_grads", "k5", None, CONSTS) == tuning.PER_CHUNK_CANDIDATES[0]
     monkeypatch.setenv("FLEXLA_TUNE", "last")         # the other end of the search, for the checks
-    assert tuning.choose("bwd_grads", "k5", None, CONSTS) == tuning.PER_CHUNK_CANDIDATES[-1]
+    assert tuning.choose("bwd_grads", "k5", lambda cfg: None, CONSTS) == tuning.PER_CHUNK_CANDIDATES[-1]
+
+    def last_does_not_fit(cfg):
+        if cfg == tuning.PER_CHUNK_CANDIDATES[-1]:
+            raise OutOfResources(300_000, 232_448, "shared memory")
+    assert tuning.choose("bwd_grads", "k5", last_does_not_fit, CONSTS) == tuning.PER_CHUNK_CANDIDATES[-2]
     runs = []
     monkeypatch.setenv("FLEXLA_TUNE", "compile")     # every candidate compiled (run once), none timed
     assert tuning.choose("bwd_grads", "k5", runs.append, CONSTS, timer=None) == tuning.PER_CHUNK_CANDIDATES[0]

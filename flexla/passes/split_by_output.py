@@ -9,7 +9,10 @@ any work both need, computed twice.
 
 The split is the two groups of outputs whose larger one costs the fewest flops, among those where
 the work computed twice costs at most MAX_SHARED of the whole; none where no such split exists
-(the delta rules and KDA: their gradients all go through the same triangular solves).
+(the delta rules and KDA: their gradients all go through the same triangular solves). Splits
+whose kernels may both take slices of K or V (passes/tiling.py) come first: at big head dims the
+launcher slices those, where a kernel that must keep K and V whole holds two [K, V] tiles (RWKV-6:
+dv alone and d_u with dq, dk, dw, rather than d_u with dv, whose sum over V keeps V whole there).
 
 (A split that hands the shared work from the first kernel to the second through memory, as FLA's
 delta-rule backward does by hand, was built and timed on an H200: slower for the delta rules and
@@ -24,6 +27,7 @@ import itertools
 
 from ..ir import Graph
 from .cost import flops
+from .tiling import k_slices, v_split_blocker
 
 MAX_SHARED = 0.1
 
@@ -46,9 +50,20 @@ def output_groups(graph: Graph, mode: str = "auto") -> list[dict[str, str]]:
             a = set().union(*(needs[r] for r in first))
             b = set().union(*(needs[r] for r in second))
             shared, larger = cost(a & b), max(cost(a), cost(b))
-            if (mode == "1" or shared <= MAX_SHARED * total) and (best is None or larger < best[0]):
-                best = (larger, first, second)
+            rank = (-sum(separable(graph.subgraph({r: graph.outputs[r] for r in group}))
+                         for group in (first, second)), larger)
+            if (mode == "1" or shared <= MAX_SHARED * total) and (best is None or rank < best[0]):
+                best = (rank, first, second)
     if best is None:
         return whole
     _, first, second = best
     return [{r: graph.outputs[r] for r in first}, {r: graph.outputs[r] for r in second}]
+
+
+def separable(graph: Graph) -> bool:
+    """Whether a gradient kernel's programs may take slices of V, or of K (q's, k's and v's
+    gradients whole in each slice: only the extras' gradients may be a slice's part)."""
+    if v_split_blocker(graph) is None:
+        return True
+    slices = k_slices(graph)
+    return slices.graph is not None and not slices.partial & {"dq", "dk", "dv"}

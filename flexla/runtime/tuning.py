@@ -26,7 +26,7 @@ chunk counts) in <cache dir>/tuning.json, so a new sequence length in the same b
 tune again.
 
 FLEXLA_TUNE=0 turns the search off (first candidate), FLEXLA_TUNE=last takes the last candidate
-(the checks run both ends of each search: a config the search may pick is a config that is
+that fits (the checks run both ends of each search: a config the search may pick is a config that is
 checked), FLEXLA_TUNE=compile compiles every candidate without timing (for processes that share
 the GPU, e.g. the benchmark's compile children);
 FLEXLA_KERNEL_CONFIG="bwd_grads=8x1,..." forces configs (experiments).
@@ -177,13 +177,11 @@ def to_search(key: str | None, cands: list) -> list:
 
 def _decided(key: str | None, cands: list):
     """The candidate search() takes without running any: the first (key None, or FLEXLA_TUNE=0) or
-    the remembered one; None where it runs them all."""
+    the remembered one; None where it runs them all (or, for FLEXLA_TUNE=last, some)."""
     mode = os.environ.get("FLEXLA_TUNE", "1")
     if key is None or mode == "0":
         return cands[0]
-    if mode == "last":
-        return cands[-1]
-    if mode != "compile" and key in _table():
+    if mode not in ("compile", "last") and key in _table():
         found = _table()[key]
         return tuple(found) if isinstance(found, list) else found
     return None
@@ -198,6 +196,8 @@ def search(key: str | None, cands: list, run, timer=cuda_time, what: str = "", u
     if os.environ.get("FLEXLA_TUNE", "1") == "compile":   # compile every candidate, choose none (a later
         fitting = [c for c in cands if _fits(run, c)]      # quiet process times them)
         return fitting[0] if fitting else cands[0]
+    if os.environ.get("FLEXLA_TUNE") == "last":   # the other end of the search: one that does not fit
+        return next((c for c in reversed(cands[1:]) if _fits(run, c)), cands[0])   # is one it never picks
     times, last_error = {}, None
     for c in cands:
         try:

@@ -46,3 +46,12 @@ def test_backward_partition_keeps_the_whole_gradient_kernel_beside_the_split():
     assert len(dv.phases["grad"]) == 4 and {dv.graph[n].op for n in dv.phases["grad"]} == {Op.MM, Op.TRANSPOSE}
     assert grad_kernels(partition_backward(b.build(**outs), "0")) == []
 
+
+
+def test_a_split_whose_kernels_can_both_be_sliced_wins():
+    """d_u = sum over V of do * v (a [C] sum, as RWKV-6's bonus gradient) costs next to nothing: with
+    dv it would keep V whole in dv's kernel; with dq and dk both kernels may be sliced."""
+    b, outs, _ = _separate_products()
+    d_u = b.add(Op.SUM, b.add(Op.MUL, b.input("do2", (C, V)), b.input("v2", (C, V))), dims=(1,), keepdim=False)
+    groups = output_groups(b.build(dq=outs["dq"], dk=outs["dk"], dv=outs["dv"], d_u=d_u))
+    assert [sorted(g) for g in groups] == [["d_u", "dk", "dq"], ["dv"]]
