@@ -32,7 +32,8 @@ def main(argv=None) -> int:
         print(compiled.path)
     else:
         from .compiler import build_graphs
-        fwd, bwd = build_graphs(variant.name, variant.callbacks, [e for e in compiled_extras(variant)])
+        fwd, bwd = build_graphs(variant.name, variant.callbacks, [e for e in compiled_extras(variant)],
+                                variant.states)
         print(fwd, bwd, sep="\n\n")
     return 0
 

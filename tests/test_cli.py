@@ -27,3 +27,5 @@ def test_ir_prints_both_graphs():
     out = flexla("ir", "gla")
     assert out.returncode == 0, out.stderr
     assert "def GLA_forward(" in out.stdout and "def GLA_backward(" in out.stdout
+    two = flexla("ir", "mlstm")                       # two states: a matrix memory and a normaliser
+    assert two.returncode == 0 and "S1: [K]" in two.stdout, two.stderr
