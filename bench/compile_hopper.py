@@ -30,15 +30,17 @@ SHARED_LIMIT = 232448       # bytes of shared memory per block on an H100 / H200
 # flags: --chunk, --warps, --stages, --k, --v, --arch (80 compiles for Ampere), --tail=1 (a partial
 # last chunk, MASK_C, as when T % chunk != 0), --fixup=1 (the gated kernels' fix-up pass, not the fast one),
 # --scan-bk=64 (the state scans split along K into slices of 64, as the launcher does for few heads),
-# --grad-bk=64 (the gradient kernels that may split K, META k_split_grads, in slices of 64)
-DEFAULTS = dict(chunk=64, warps=4, stages=1, k=128, v=128, arch=90, tail=0, fixup=0, scan_bk=0, grad_bk=0)
+# --grad-bk=64 (the gradient kernels that may split K, META k_split_grads, in slices of 64),
+# --grad-bv=64 (the gradient kernels that walk V in a loop, META v_loop_grads, in slices of 64)
+DEFAULTS = dict(chunk=64, warps=4, stages=1, k=128, v=128, arch=90, tail=0, fixup=0, scan_bk=0, grad_bk=0,
+                grad_bv=0)
 SCANS = ("chunk_states", "bwd_states")
 
 
-def constants(split: bool, gated: bool, scan: bool, o: dict, k_split: bool = False) -> dict:
+def constants(split: bool, gated: bool, scan: bool, o: dict, k_split: bool = False, v_loop: bool = False) -> dict:
     bk = o["scan_bk"] if scan else o["grad_bk"] if k_split else 0
     return dict(K=o["k"], V=o["v"], BC=o["chunk"], BK=min(o["k"], bk or o["k"]),
-                BV=o["v"] // 2 if split else o["v"],
+                BV=o["v"] // 2 if split else min(o["v"], o["grad_bv"] or o["v"]) if v_loop else o["v"],
                 MASK_C=bool(o["tail"]), MASK_K=False, MASK_V=False, USE_H0=True, USE_HT=True,
                 GATES=(2 if o["fixup"] else 1) if gated else 0,
                 DOT_DTYPE=tl.bfloat16, DOT_PRECISION="tf32", EXP_DTYPE=tl.bfloat16, ACC=tl.float32)
@@ -74,7 +76,7 @@ def compile_module(path: str, o: dict) -> int:
         if not isinstance(fn, triton.runtime.JITFunction) or name.startswith("_"):
             continue
         consts = constants(splits_v(name, mod.META), name in mod.META["gated_kernels"], name in SCANS, o,
-                           name in mod.META.get("k_split_grads", ()))
+                           name in mod.META.get("k_split_grads", ()), name in mod.META.get("v_loop_grads", ()))
         pointer = lambda a: "*i32" if a == "gate_flags_ptr" else "*fp32" if a.startswith(("h", "dh")) else "*bf16"
         sig = {a: "constexpr" if a in consts else SCALARS.get(a, pointer(a)) for a in fn.arg_names}
         t0 = time.time()

@@ -70,7 +70,7 @@ def main():
                         continue
                     total = sum(t for _, t in times)
                     log(f"{who:6s} {op} {shape} {mode}: {total:8.1f} us in {len(times)} kernels")
-                    for name, t in times[:8]:
+                    for name, t in times[:12]:
                         print(f"    {t:8.1f} us {100 * t / total:5.1f}%  {name}", flush=True)
                     rows.append(dict(who=who, op=op, shape=list(shape), mode=mode, total_us=round(total, 1),
                                      kernels=[[n, round(t, 1)] for n, t in times]))

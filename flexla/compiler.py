@@ -134,6 +134,9 @@ def compile_variant(name: str, callbacks: dict, extras: list[Extra], states: lis
         "k_split_grads": [k.name for k in kernels if k.k_split],
         # per such kernel, the extras whose gradients each slice adds a part of (summed by the launcher)
         "k_part_grads": {k.name: list(k.k_parts) for k in kernels if k.k_parts},
+        # gradient kernels that walk V in slices inside each program (passes/tiling.v_loop: their
+        # contractions over V add up across slices): the launcher picks the slice width
+        "v_loop_grads": [k.name for k in kernels if k.v_loop],
         "kernels": [k.name for k in kernels],
         # per-chunk kernels with gated products: the launcher runs each again as its fix-up pass
         "gated_kernels": [k.name for k in kernels if k.gated],

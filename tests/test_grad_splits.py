@@ -11,11 +11,24 @@ from flexla.variants import get
 from variant_cases import random_inputs
 
 
-def _grads(variant, inputs):
+def _grads(variant, inputs, states=1):
     xs = [x.detach().clone().requires_grad_() for x in inputs]
-    o, ht = variant(*xs[:-1], initial_state=xs[-1], output_final_state=True)
-    ((o * torch.linspace(-1, 1, o.shape[-1])).sum() + ht.square().sum()).backward()
+    h0 = xs[-1] if states == 1 else tuple(xs[-states:])
+    o, ht = variant(*xs[:-states], initial_state=h0, output_final_state=True)
+    ht = ht if states > 1 else (ht,)
+    ((o * torch.linspace(-1, 1, o.shape[-1])).sum() + sum(h.square().sum() for h in ht)).backward()
     return [x.grad for x in xs]
+
+
+def _extras(name, K, gen):
+    """Extra inputs and the initial states (beyond q, k, v and the [K, V] state) per variant, at
+    B = 1, T = 37, H = 2."""
+    r = lambda *s: torch.randn(*s, generator=gen)
+    log_decay = torch.nn.functional.logsigmoid(r(1, 37, 2, K) + 2) / 4
+    beta = torch.rand(1, 37, 2, generator=gen)
+    return {"rwkv6": [log_decay, 0.5 * r(2, K)], "delta_rule": [beta], "kda": [log_decay, beta],
+            "gated_delta_rule": [torch.nn.functional.logsigmoid(r(1, 37, 2) + 2), beta],
+            "mlstm": [r(1, 37, 2), r(1, 37, 2) + 3, torch.full((2,), 1e-6)]}.get(name)
 
 
 @flexla.linear_attention(chunk_size=16)
@@ -42,10 +55,10 @@ def _sliced_against_whole(name, K, V, knob, value, axis, monkeypatch, rel, varia
     stands in for the shipped one of that name (called on the same inputs)."""
     variant = variant or get(name)
     (q, k, v), extras, h0 = random_inputs(name, 1, 37, 2, K, V)
-    if name == "rwkv6":     # a log decay per token and key, a bonus per head and key
-        gen = torch.Generator().manual_seed(1)
-        extras = [torch.nn.functional.logsigmoid(torch.randn(1, 37, 2, K, generator=gen) + 2) / 4,
-                  0.5 * torch.randn(2, K, generator=gen)]
+    extras = _extras(name, K, torch.Generator().manual_seed(1)) or extras
+    if name in ("delta_rule", "gated_delta_rule", "kda"):
+        k = torch.nn.functional.normalize(k, dim=-1)
+    h0 = [h0] + ([torch.randn(1, 2, K)] if name == "mlstm" else [])     # mLSTM's normaliser state
     slices = []
     original = launch.grad_launch
 
@@ -57,11 +70,11 @@ def _sliced_against_whole(name, K, V, knob, value, axis, monkeypatch, rel, varia
     old = variant.schedule, variant.chunk_size
     variant.schedule, variant.chunk_size = "chunk", 16
     try:
-        whole = _grads(variant, [q, k, v, *extras, h0])
+        whole = _grads(variant, [q, k, v, *extras, *h0], len(h0))
         assert set(slices) == {1}
         monkeypatch.setattr(launch, knob, value)
         monkeypatch.setattr(launch, "NARROW_TILES", True)          # slices of 16 on the interpreter
-        sliced = _grads(variant, [q, k, v, *extras, h0])
+        sliced = _grads(variant, [q, k, v, *extras, *h0], len(h0))
     finally:
         variant.schedule, variant.chunk_size = old
     assert 3 in slices
@@ -80,7 +93,8 @@ def test_only_kernels_that_keep_lanes_apart_may_split():
     assert (rwkv6["v_split_grads"], rwkv6["k_split_grads"]) == (["bwd_grads_dv"], ["bwd_grads_dq_dk_d_w_d_u"])
     assert get("gla").compile().meta["k_split_grads"] == ["bwd_grads_dq_dk_d_g"]
     delta = get("delta_rule").compile().meta                       # one gradient kernel; dq contracts V,
-    assert delta["v_split_grads"] == delta["k_split_grads"] == []  # its solves contract K
+    assert delta["v_split_grads"] == delta["k_split_grads"] == []  # its solves contract K,
+    assert delta["v_loop_grads"] == ["bwd_grads"]                  # a loop may walk V
 
 
 @pytest.mark.parametrize("name", ["retention", "gla", "rwkv6"])
@@ -96,6 +110,19 @@ def test_k_slices_give_the_same_gradients(name, monkeypatch, rel):
 def test_k_slices_add_a_term_without_k_once(monkeypatch, rel):
     assert GatedSkip.compile().meta["k_part_grads"] == {"bwd_grads_dq_dk_d_g": ["g"]}
     _sliced_against_whole("simple_gla", 40, 16, "GRAD_MAX_KV", 16 * 16, "NK", monkeypatch, rel, GatedSkip)
+
+
+@pytest.mark.parametrize("name", ["delta_rule", "gated_delta_rule", "kda", "mlstm", "gla"])
+def test_v_loop_gives_the_same_gradients(name, monkeypatch, rel):
+    """Kernels that contract over V walk it in slices inside each program (tiling.v_loop)."""
+    _sliced_against_whole(name, 16, 40, "GRAD_LOOP_KV", 16 * 16, "NV", monkeypatch, rel)
+
+
+def test_v_loop_in_k_slices_of_a_variant_defined_here(monkeypatch, rel):
+    """GatedSkip's dq/dk/dg kernel takes K slices, each adding a part of dg, and walks V in each."""
+    assert "bwd_grads_dq_dk_d_g" in GatedSkip.compile().meta["v_loop_grads"]
+    monkeypatch.setattr(launch, "GRAD_MAX_KV", 16 * 16)
+    _sliced_against_whole("simple_gla", 40, 40, "GRAD_LOOP_KV", 16 * 16, "NV", monkeypatch, rel, GatedSkip)
 
 
 def test_k_splits_wait_for_big_states():

@@ -12,8 +12,8 @@ from ..frontend.states import State
 from ..ir import Graph, Op
 from ..ir.ops import GATED
 from ..passes.partition import KernelPlan
-from ..passes.tiling import FIRST_K_SLICE, KSlices, k_slices
-from .lower import lines, var
+from ..passes.tiling import FIRST_K_SLICE, KSlices, k_slices, v_loop
+from .lower import block, lines, var
 
 TEMPLATES = {"fused_fwd": "fused.py.jinja", "chunk_prep": "prep.py.jinja", "chunk_states": "chunk_states.py.jinja",
              "chunk_output": "chunk_output.py.jinja", "bwd": "backward.py.jinja", "bwd_prep": "prep.py.jinja",
@@ -159,6 +159,22 @@ class KernelSource:
     gated: bool          # has gated products (whose fix-up pass it then needs, unless it loops)
     k_split: bool = False  # a gradient kernel whose programs may own K slices (passes/tiling.k_slices)
     k_parts: tuple = ()    # the extras' gradients each K slice adds a part of
+    v_loop: "VLoopSource | None" = None   # a gradient kernel walking V in slices (passes/tiling.v_loop)
+
+
+@dataclass
+class VLoopSource:
+    """A gradient kernel's loads, lines and stores before, in and after its loop over V slices;
+    `sums`: (variable, block) of each contraction over V the loop adds up."""
+    before_loads: list
+    body_loads: list
+    after_loads: list
+    before: list
+    body: list
+    after: list
+    sums: list
+    body_stores: list
+    after_stores: list
 
 
 def _carries(plan: KernelPlan, states: list[State]) -> list[Carry]:
@@ -194,14 +210,34 @@ def kernel_source(plan: KernelPlan, extras: list[Extra], states: list[State], di
     used = {i for n in g.nodes for i in n.inputs} | set(g.outputs.values())
     loads = [input_access(n.name, by_name, states, g) for n in g.inputs
              if n.name in used and var(n.name) not in carried]
+    names = phases.get("grad", [])
     phases = {p: lines(g, names) for p, names in phases.items()}
     stores = [(output_access(role, by_name, g, k_split and role in parts), _ref(g, name))
               for role, name in g.outputs.items() if role not in state_roles]
     pointers = (forward_pointers(extras, states, staged) if direction == "forward"
                 else backward_pointers(extras, states, staged))
     gated = any(n.op in GATED for n in g.nodes) and plan.role not in FORWARD_CARRY | BACKWARD_CARRY
+    loop = v_loop(g) if plan.role == "bwd_grads" else None
     return KernelSource(plan.name, TEMPLATES[plan.role], [f"{p}_ptr" for p in pointers], loads, phases, stores,
-                        carries, gated, k_split, tuple(sorted(r[2:] for r in parts)) if k_split else ())
+                        carries, gated, k_split, tuple(sorted(r[2:] for r in parts)) if k_split else (),
+                        loop and _v_loop_source(g, loop, loads, names, stores))
+
+
+def _v_loop_source(g: Graph, loop, loads: list, names: list, stores: list) -> VLoopSource:
+    """Loads, lines and stores of the one phase of a gradient kernel (`names`), split around its
+    loop over V slices."""
+    where = {n: part for part in ("before", "body", "after") for n in getattr(loop, part)}
+    part = lambda p: [n for n in names if where[n] == p]
+    loads_in = lambda p: [a for a in loads if where[_name(g, a.var)] == p]
+    in_body = {var(n) for n in loop.body}
+    return VLoopSource(loads_in("before"), loads_in("body"), loads_in("after"),
+                       lines(g, part("before")), lines(g, part("body")), lines(g, part("after")),
+                       [(var(n), block(g[n].shape)) for n in loop.sums],
+                       [(a, v) for a, v in stores if v in in_body], [(a, v) for a, v in stores if v not in in_body])
+
+
+def _name(g: Graph, v: str) -> str:
+    return next(n.name for n in g.nodes if var(n.name) == v)
 
 
 def _with_added_nodes(phases: dict, graph: Graph) -> dict:

@@ -15,6 +15,11 @@ the chunk stays separable; a product contracting K (the delta rule's w S) does n
 A gradient kernel may still split K when what it contracts over K only flows, linearly, into
 outputs without a K axis (retention's d_gamma: a sum over K of q dq - k dk): each slice then
 adds a part of those outputs, which the launcher sums (`k_slices`).
+
+A gradient kernel that contracts over V (dq, dk and the gates' gradients sum over V) may instead
+walk V in slices inside one program (`v_loop`): each slice's contractions are added up in the
+loop and what depends on them is computed once after it, so a program holds [K, V/n] slices of
+the states rather than whole ones (the delta rules' and KDA's kernel, which cannot split K).
 """
 from __future__ import annotations
 
@@ -119,6 +124,46 @@ def k_slices(graph: Graph) -> KSlices:
         nodes.insert(0, Node(FIRST_K_SLICE, Op.INPUT, (), (("role", FIRST_K_SLICE),), ()))
     partial = frozenset(role for role, name in graph.outputs.items() if kind[name] == "part")
     return KSlices(graph.replace(nodes), partial)
+
+
+@dataclass(frozen=True)
+class VLoop:
+    """A kernel walking V in slices: `before` the loop (no V lanes, needed in it), the loop's
+    `body` (a slice's lanes; `sums` among them, contractions over V added up across slices),
+    `after` it (what depends on the sums, and what only that needs). Node names, in graph order."""
+    before: tuple
+    body: tuple
+    sums: tuple
+    after: tuple
+
+
+def v_loop(graph: Graph) -> VLoop | None:
+    """None where a slice would need another's lanes (a node mixing V lanes, or one with V lanes
+    that depends on a sum), or where nothing contracts over V (then programs may split V)."""
+    kind = {}
+    for n in graph.nodes:
+        ins = [kind[i] for i in n.inputs]
+        summed = "sum" in ins or "after" in ins
+        if V in n.shape:
+            if summed or mixes(graph, n, V):
+                return None
+            kind[n.name] = "body"
+        elif "body" in ins:
+            if summed or n.op not in (Op.MM, Op.SUM):     # only a contraction over V leaves the loop
+                return None
+            kind[n.name] = "sum"
+        else:
+            kind[n.name] = "after" if summed else "whole"
+    needed = set()                                         # whole nodes the loop reads
+    for n in reversed(graph.nodes):
+        if kind[n.name] in ("body", "sum") or n.name in needed:
+            needed.update(i for i in n.inputs if kind[i] == "whole")
+    of = lambda *kinds: tuple(n.name for n in graph.nodes if kind[n.name] in kinds)
+    if not of("sum"):
+        return None
+    return VLoop(tuple(n for n in of("whole") if n in needed), of("body", "sum"), of("sum"),
+                 tuple(n.name for n in graph.nodes if kind[n.name] == "after" or
+                       (kind[n.name] == "whole" and n.name not in needed)))
 
 
 def _described(n: Node) -> str:

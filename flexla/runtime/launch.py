@@ -27,6 +27,12 @@ GRAD_MAX_BV = int(os.environ.get("FLEXLA_GRAD_MAX_BV", "128"))
 # fwd+bwd 4.71 -> 3.04 ms; sm_90 spills 1408 -> 0 and 3352 -> 800 bytes a thread);
 # FLEXLA_GRAD_MAX_KV sets it (checks of the split at small head dims)
 GRAD_MAX_KV = int(os.environ.get("FLEXLA_GRAD_MAX_KV", str(64 * 128)))
+# the most [K, V] state elements a gradient kernel that walks V in a loop holds per slice
+# (grad_launch): 128 x 128, so only head dims past 128 go in slices (sm_90, the delta rule at
+# K = V = 256, chunk 64: 512 KB of shared memory whole, 216 KB in slices of 64; at K = V = 128
+# slices of 64 spill more than whole V, 1764 against 1296 bytes a thread, for the sums the loop
+# carries); FLEXLA_GRAD_LOOP_KV sets it (checks of the loop at small head dims)
+GRAD_LOOP_KV = int(os.environ.get("FLEXLA_GRAD_LOOP_KV", str(128 * 128)))
 # K and V tiles (slices included) at least 64 wide, but where both head dims are 16 or less
 # (HGRN's K = V = 1): 16- or 32-wide tiles gave wrong gradients or an illegal address on an H200
 # (Triton 3.6; the interpreter is exact) next to 64-wide ones, in the delta rules at K = V = 32
@@ -274,18 +280,26 @@ def grad_launch(compiled, q, v, chunk_size, scale, L: Launch, name: str) -> Laun
       k_part_buffers) when its [K, V] state tiles hold more than GRAD_MAX_KV elements: then each
       program takes a slice of K (V stays whole: such a kernel sums over V), at most
       GRAD_MAX_KV / V wide (a power of two, at least 64 on the GPU). GLA's dq/dk/dg kernel at
-      K = V = 256 holds two 256 x 256 states otherwise, and spills registers at K = V = 128."""
+      K = V = 256 holds two 256 x 256 states otherwise, and spills registers at K = V = 128;
+    - and one that walks V in a loop (v_loop_grads, passes/tiling.v_loop: the delta rules',
+      KDA's and mLSTM's kernels, or one split along K whose K slice is still too big) takes V in
+      slices of at most GRAD_LOOP_KV / BK, one after another in each program (the grid does not
+      split V)."""
     meta = compiled.meta
     use_h0, use_ht = L.consts["USE_H0"], L.consts["USE_HT"]
     if name in meta["v_split_grads"] and L.V > GRAD_MAX_BV:
         return Launch.of(meta, q, v, chunk_size, scale, use_h0, use_ht, v_split=True, max_bv=GRAD_MAX_BV)
-    bk, BV = L.consts["BK"], L.consts["BV"]
-    if name not in meta["k_split_grads"]:
+    bk, bv = L.consts["BK"], L.consts["BV"]
+    if name in meta["k_split_grads"]:
+        while bk > 16 and bk * bv > GRAD_MAX_KV:    # halved as the scans' slices are; block_sizes keeps >= 64
+            bk //= 2
+    if name in meta.get("v_loop_grads", ()):       # then V in slices of bv, one after another
+        while bv > 16 and max(bk, 16 if NARROW_TILES else 64) * bv > GRAD_LOOP_KV:
+            bv //= 2
+    if (bk, bv) == (L.consts["BK"], L.consts["BV"]):
         return L
-    while bk > 16 and bk * BV > GRAD_MAX_KV:        # halved as the scans' slices are; block_sizes keeps >= 64
-        bk //= 2
-    return L if bk == L.consts["BK"] else Launch.of(meta, q, v, chunk_size, scale, use_h0, use_ht, v_split=False,
-                                                    k_split=bk)
+    return Launch.of(meta, q, v, chunk_size, scale, use_h0, use_ht, v_split=bv < L.consts["BV"], max_bv=bv,
+                     k_split=bk if bk < L.consts["BK"] else None)
 
 
 def k_part_buffers(compiled, name: str, NK: int, dextras) -> dict:
@@ -441,7 +455,8 @@ def _backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_t
         for name in grads:
             grad = grad_launch(compiled, q, v, chunk_size, scale, L, name)
             parts = k_part_buffers(compiled, name, grad.NK, dextras)
-            grad.run(getattr(compiled.module, name), (NT, grad.NK * grad.NV, B * H),
+            nv = 1 if name in compiled.meta.get("v_loop_grads", ()) else grad.NV   # a loop walks V's slices
+            grad.run(getattr(compiled.module, name), (NT, grad.NK * nv, B * H),
                      pointers([parts.get(i, d) for i, d in enumerate(dextras)]))
             for i, part in parts.items():
                 torch.sum(part, 3, out=dextras[i])

@@ -2,7 +2,7 @@ import pytest
 from graphs import GraphBuilder, expr, simple_gla_forward
 
 from flexla.ir import C, K, V, Op, verify
-from flexla.passes.tiling import FIRST_K_SLICE, k_slices, k_split_blocker, tile, v_split_blocker
+from flexla.passes.tiling import FIRST_K_SLICE, k_slices, k_split_blocker, tile, v_loop, v_split_blocker
 
 
 def _separable():
@@ -138,3 +138,24 @@ def test_a_part_used_other_than_linearly_blocks_the_k_split(use):
         dq = b.add(Op.MUL, dq, b.add(Op.UNSQUEEZE, d_g, dim=1), name="bad")
     slices = k_slices(b.build(dq=dq, d_g=d_g))
     assert slices.graph is None and slices.blocker.startswith("bad = ")
+
+
+def test_v_loop_adds_up_contractions_over_v_and_finishes_after():
+    """dq contracts V (a sum the loop carries), dv has V lanes (in the loop), d_g needs the sum
+    (after the loop), and q * scale only the loop's end (after it too, off the loop's registers)."""
+    b, dq, d_g = _gate_gradient(whole_term=True)
+    dv = b.add(Op.MUL, b.input("do2", (C, V)), b.input("beta", (C, 1)), name="dv")
+    qs = b.add(Op.MUL, b.input("q2", (C, K)), b.const(2.0), name="qs")
+    loop = v_loop(b.build(dq=b.add(Op.ADD, dq, qs), d_g=d_g, dv=dv))
+    assert loop.sums == ("dq", "dov")
+    assert {"dv", "do", "S", "v"} <= set(loop.body) and "beta" in loop.before
+    assert {"qdq", "qs", "q2"} <= set(loop.after) and not set(loop.after) & set(loop.body)
+
+
+def test_what_a_slice_cannot_compute_alone_blocks_the_v_loop():
+    b, dq, _ = _gate_gradient(whole_term=False)
+    assert v_loop(b.build(dq=dq, dv=b.add(Op.MM, dq, b.input("S2", (K, V))))) is None   # a sum's use in V lanes
+    b = GraphBuilder()
+    do = b.input("do", (C, V))
+    assert v_loop(b.build(dv=b.add(Op.CUMSUM, do, dim=1))) is None                     # mixes V lanes
+    assert v_loop(b.build(dv=b.add(Op.MUL, do, do))) is None                           # nothing to add up
