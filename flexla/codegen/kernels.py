@@ -227,17 +227,14 @@ def _v_loop_source(g: Graph, loop, loads: list, names: list, stores: list) -> VL
     """Loads, lines and stores of the one phase of a gradient kernel (`names`), split around its
     loop over V slices."""
     where = {n: part for part in ("before", "body", "after") for n in getattr(loop, part)}
+    where_var = {var(n): p for n, p in where.items()}
     part = lambda p: [n for n in names if where[n] == p]
-    loads_in = lambda p: [a for a in loads if where[_name(g, a.var)] == p]
+    loads_in = lambda p: [a for a in loads if where_var[a.var] == p]
     in_body = {var(n) for n in loop.body}
     return VLoopSource(loads_in("before"), loads_in("body"), loads_in("after"),
                        lines(g, part("before")), lines(g, part("body")), lines(g, part("after")),
                        [(var(n), block(g[n].shape)) for n in loop.sums],
                        [(a, v) for a, v in stores if v in in_body], [(a, v) for a, v in stores if v not in in_body])
-
-
-def _name(g: Graph, v: str) -> str:
-    return next(n.name for n in g.nodes if var(n.name) == v)
 
 
 def _with_added_nodes(phases: dict, graph: Graph) -> dict:
