@@ -293,7 +293,7 @@ def grad_launch(compiled, q, v, chunk_size, scale, L: Launch, name: str) -> Laun
     if name in meta["k_split_grads"]:
         while bk > 16 and bk * bv > GRAD_MAX_KV:    # halved as the scans' slices are; block_sizes keeps >= 64
             bk //= 2
-    if name in meta.get("v_loop_grads", ()):       # then V in slices of bv, one after another
+    if name in meta["v_loop_grads"]:               # then V in slices of bv, one after another
         while bv > 16 and max(bk, 16 if NARROW_TILES else 64) * bv > GRAD_LOOP_KV:
             bv //= 2
     if (bk, bv) == (L.consts["BK"], L.consts["BV"]):
@@ -455,7 +455,7 @@ def _backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_t
         for name in grads:
             grad = grad_launch(compiled, q, v, chunk_size, scale, L, name)
             parts = k_part_buffers(compiled, name, grad.NK, dextras)
-            nv = 1 if name in compiled.meta.get("v_loop_grads", ()) else grad.NV   # a loop walks V's slices
+            nv = 1 if name in compiled.meta["v_loop_grads"] else grad.NV   # a loop walks V's slices
             grad.run(getattr(compiled.module, name), (NT, grad.NK * nv, B * H),
                      pointers([parts.get(i, d) for i, d in enumerate(dextras)]))
             for i, part in parts.items():
