@@ -201,7 +201,7 @@ def kernel_source(plan: KernelPlan, extras: list[Extra], states: list[State], di
     state_roles = {r for s in states for r in (s.next, s.grad)}
     slices = k_slices(g) if plan.role == "bwd_grads" else KSlices(None)
     parts = slices.partial - state_roles            # gradients of states are not stored here
-    k_split = slices.graph is not None and parts <= {f"d_{e.name}" for e in extras}
+    k_split = slices.usable
     phases = plan.phases
     if k_split:
         g, phases = slices.graph, _with_added_nodes(phases, slices.graph)

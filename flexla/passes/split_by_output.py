@@ -61,9 +61,5 @@ def output_groups(graph: Graph, mode: str = "auto") -> list[dict[str, str]]:
 
 
 def separable(graph: Graph) -> bool:
-    """Whether a gradient kernel's programs may take slices of V, or of K (q's, k's and v's
-    gradients whole in each slice: only the extras' gradients may be a slice's part)."""
-    if v_split_blocker(graph) is None:
-        return True
-    slices = k_slices(graph)
-    return slices.graph is not None and not slices.partial & {"dq", "dk", "dv"}
+    """Whether a gradient kernel's programs may take slices of V, or of K."""
+    return v_split_blocker(graph) is None or k_slices(graph).usable

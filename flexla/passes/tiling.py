@@ -85,6 +85,12 @@ class KSlices:
     partial: frozenset = frozenset()
     blocker: str | None = None
 
+    @property
+    def usable(self) -> bool:
+        """Whether a gradient kernel may run on these slices: dq, dk and dv are each slice's own
+        lanes, not parts (the launcher sums parts of extras' gradients only)."""
+        return self.graph is not None and not self.partial & {"dq", "dk", "dv"}
+
 
 def k_slices(graph: Graph) -> KSlices:
     """Every node is whole (no K lanes in it), sliced (it has a K axis: the slice's lanes) or a

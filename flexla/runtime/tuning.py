@@ -193,11 +193,12 @@ def search(key: str | None, cands: list, run, timer=cuda_time, what: str = "", u
     decided = _decided(key, cands)
     if decided is not None:
         return decided
-    if os.environ.get("FLEXLA_TUNE", "1") == "compile":   # compile every candidate, choose none (a later
-        fitting = [c for c in cands if _fits(run, c)]      # quiet process times them)
+    mode = os.environ.get("FLEXLA_TUNE", "1")
+    if mode == "compile":         # compile every candidate, choose none (a later quiet process times them)
+        fitting = [c for c in cands if _fits(run, c)]
         return fitting[0] if fitting else cands[0]
-    if os.environ.get("FLEXLA_TUNE") == "last":   # the other end of the search: one that does not fit
-        return next((c for c in reversed(cands[1:]) if _fits(run, c)), cands[0])   # is one it never picks
+    if mode == "last":            # the other end of the search, as far as it fits (one that does not
+        return next((c for c in reversed(cands[1:]) if _fits(run, c)), cands[0])   # is never picked)
     times, last_error = {}, None
     for c in cands:
         try:
