@@ -44,6 +44,7 @@ SHAPES = {  # B, T, H, K, V
     "rest": [(2, 8192, 16, 128, 128), (1, 32768, 16, 128, 128), (4, 4096, 32, 64, 64), (2, 4096, 8, 256, 256)],
     "long": [(1, 32768, 16, 128, 128)],
     "few_heads": [(2, 8192, 16, 128, 128), (1, 32768, 16, 128, 128)],
+    "d128": [(8, 2048, 16, 128, 128), (2, 8192, 16, 128, 128), (1, 32768, 16, 128, 128)],
     "head_dims": [(4, 4096, 32, 64, 64), (2, 4096, 8, 256, 256)],
     "d64": [(4, 4096, 32, 64, 64)],
     "d256": [(2, 4096, 8, 256, 256)],
@@ -428,6 +429,7 @@ def main():
     if args.check_shapes:
         os.environ["FLEXLA_BENCH_CHECK_SHAPES"] = args.check_shapes     # the children read it too
     out = Path(os.environ.get("OUT", "/tmp" if args.dry else Path(__file__).parent))
+    out.mkdir(parents=True, exist_ok=True)
     if args.dry:
         device, dtype, tol = "cpu", torch.float16, 2e-2
         check_shapes = [(1, 37, 2, 16, 16)]

@@ -9,6 +9,7 @@ from ..ir import Graph, verify
 from .canonicalize import canonicalize
 from .cse import common_subexpressions
 from .dce import dead_code
+from .factor import factor_products
 from .precision import assign_precision
 from .tiling import tile
 from .transpose_elimination import eliminate_transposes
@@ -19,6 +20,8 @@ PASSES = [
     eliminate_transposes,     # T(T(x)) -> x; the vjp is full of them
     solve_by_inverse,         # trisolve(A, B) -> mm(triinv(A), B), one inverse per matrix
     common_subexpressions,    # callbacks recompute g[-1] and friends; keep one of each
+    factor_products,          # A B + A C -> A (B + C); the vjp sums products term by term
+    common_subexpressions,    # the new sums often exist already (the gradient of a sum)
     canonicalize,             # CSE exposes more identities
     dead_code,                # what no output needs (the vjp's unused forward values)
     assign_precision,         # tensor-core operand dtypes of every mm
