@@ -21,6 +21,7 @@ from .frontend.to_ir import to_ir
 from .frontend.size_independence import check_size_independent
 from .frontend.trace import SECOND_SIZES, backward_step, forward_step, trace
 from .ir import C, K, V, Graph
+from .passes.forward_output import read_forward_output
 from .passes.partition import grad_kernels, partition_backward, partition_forward
 from .passes.pipeline import debug, run_passes
 from .passes.precision import read_as_dot_operand
@@ -71,7 +72,7 @@ def build_graphs(name: str, callbacks: dict, extras: list[Extra],
     outs_b = [s.grad for s in states] + ["dq", "dk", "dv"] + [f"d_{e.name}" for e in extras]
     bwd = to_ir(trace(backward_step(callbacks, n), callbacks, tiles_b), roles_b, outs_b, f"{name}_backward")
     bwd = run_passes(bwd.replace(states=[s.grad_next for s in states]))
-    return fwd, bwd
+    return fwd, read_forward_output(bwd, fwd)
 
 
 def staged_meta(staged: list[str], graph: Graph, readers: list) -> list[tuple]:
@@ -104,6 +105,8 @@ def compile_variant(name: str, callbacks: dict, extras: list[Extra], states: lis
         raise CallbackError(name, None, str(e), "rewrite the callback with supported operations") from e
     meta = {
         "variant": name,
+        # the backward reads the forward's output (passes/forward_output.py): the autograd function keeps it
+        "bwd_reads_o": "o" in bwd,
         "extras": [(e.name, e.tile) for e in extras],
         "states": [s.tile for s in states],
         "v_split": bool(fwd.meta["v_split"]),

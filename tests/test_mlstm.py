@@ -46,3 +46,18 @@ def test_several_states_need_a_tuple():
         ops.chunk_mlstm(q, q, q, z, z, initial_state=torch.zeros(1, 2, 16, 16))
     with pytest.raises(CallError, match=r"expected \[1, 2, 16\]"):
         ops.chunk_mlstm(q, q, q, z, z, initial_state=(torch.zeros(1, 2, 16, 16), torch.zeros(1, 2, 15)))
+
+
+def test_backward_reads_the_saved_output():
+    """mLSTM's normalised merge needs o in its backward: the kernels read the forward's o
+    (passes/forward_output.py) and the autograd function keeps it; a backward called without
+    it says so rather than reading garbage."""
+    from flexla.runtime import launch
+    compiled = get("mlstm").compile()
+    assert compiled.meta["bwd_reads_o"] and not get("gla").compile().meta["bwd_reads_o"]
+    q, k, v = (torch.randn(1, 20, 1, 8) for _ in range(3))
+    i, f = torch.randn(1, 20, 1), torch.randn(1, 20, 1) + 2
+    eps = torch.full((1,), 1e-6)
+    with pytest.raises(ValueError, match="reads the forward's output"):
+        launch._backward(compiled, q, k, v, [i, f, eps], 0.3, None, torch.randn(1, 20, 1, 8), None, 16,
+                         [True, True, False], "chunk", False)

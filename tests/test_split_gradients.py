@@ -33,15 +33,15 @@ def test_split_and_whole_gradient_kernels_agree(name, mode, monkeypatch, rel):
     launched = []
     original = launch._backward
 
-    def backward(*args, split):
+    def backward(*args, split, **kw):
         launched.append(split)
-        return original(*args, split=split)
+        return original(*args, split=split, **kw)
     old = variant.schedule, variant.chunk_size
     variant.schedule, variant.chunk_size = "chunk", 16
     try:
-        monkeypatch.setattr(launch, "_backward", lambda *a: backward(*a[:-1], split=a[-1]))
+        monkeypatch.setattr(launch, "_backward", lambda *a, **kw: backward(*a[:-1], split=a[-1], **kw))
         split = _grads(variant, [q, k, v, *extras, h0])
-        monkeypatch.setattr(launch, "_backward", lambda *a: backward(*a[:-1], split=False))
+        monkeypatch.setattr(launch, "_backward", lambda *a, **kw: backward(*a[:-1], split=False, **kw))
         whole = _grads(variant, [q, k, v, *extras, h0])
     finally:
         variant.schedule, variant.chunk_size = old

@@ -102,7 +102,7 @@ def forward_pointers(extras: list[Extra], states: list[State], staged: list[str]
 
 def backward_pointers(extras: list[Extra], states: list[State], staged: list[str]) -> list[str]:
     per_state = [s.pointer(b) for s in states for b in ("states", "dstates", "dht", "dh0")]
-    return (["q", "k", "v"] + [e.name for e in extras] + ["do"] + per_state + ["dq", "dk", "dv"]
+    return (["q", "k", "v"] + [e.name for e in extras] + ["do", "o"] + per_state + ["dq", "dk", "dv"]
             + [f"d_{e.name}" for e in extras] + [staged_pointer(n) for n in staged] + ["gate_flags"])
 
 
@@ -123,7 +123,7 @@ def input_access(name: str, extras: dict[str, Extra], states: list[State], graph
         return staged_access(v, name, graph)
     if name in ("q", "k"):
         return Access(v, f"{name}_ptr", "token", "K", row="row_qk")
-    if name in ("v", "do"):
+    if name in ("v", "do", "o"):     # o: the forward's output, in the backward (passes/forward_output.py)
         return Access(v, f"{name}_ptr", "token", "V")
     for s in states:
         if name == s.name:

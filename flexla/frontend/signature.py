@@ -49,7 +49,7 @@ def extra_names(intra) -> list[str]:
     if len(params) < 3 or any(p.kind not in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params):
         raise CallbackError("intra", None, "intra must take plain positional arguments (q, k, v, *extras)",
                             "write `def intra(q, k, v, g, ...)` with one named argument per extra input")
-    reserved = {"q", "k", "v", "S", "scale", "do", "dS_next"}
+    reserved = {"q", "k", "v", "o", "S", "scale", "do", "dS_next"}
     for p in params[3:]:
         if p.name in reserved or p.name.startswith("d_"):
             raise CallbackError("intra", f"argument {p.name}", f"the extra input name `{p.name}` is reserved",

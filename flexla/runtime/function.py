@@ -1,5 +1,6 @@
-"""The autograd.Function around a compiled variant: forward saves only its inputs; the backward
-recomputes the chunk states and runs the derived backward kernels."""
+"""The autograd.Function around a compiled variant: forward saves its inputs (and its output where
+the backward reads it); the backward recomputes the chunk states and runs the derived backward
+kernels."""
 from __future__ import annotations
 
 import torch
@@ -18,13 +19,14 @@ class LinearAttentionFunction(torch.autograd.Function):
         h0s = None if h0s[0] is None else list(h0s)
         o, hts = launch.forward(compiled, q, k, v, extras, opts["scale"], h0s, opts["output_final_state"],
                                 opts["chunk_size"], opts["schedule"])
-        ctx.save_for_backward(q, k, v, *(h0s or [None] * n), *extras)
+        keep_o = o if compiled.meta["bwd_reads_o"] else None     # passes/forward_output.py
+        ctx.save_for_backward(q, k, v, keep_o, *(h0s or [None] * n), *extras)
         ctx.compiled, ctx.opts, ctx.n = compiled, opts, n
         return (o, *(hts if hts is not None else [None] * n))
 
     @staticmethod
     def backward(ctx, do, *dhts):
-        q, k, v, *rest = ctx.saved_tensors
+        q, k, v, o, *rest = ctx.saved_tensors
         h0s, extras, opts = rest[:ctx.n], rest[ctx.n:], ctx.opts
         h0s = None if h0s[0] is None else list(h0s)
         dhts = None if all(d is None for d in dhts) else [
@@ -32,5 +34,5 @@ class LinearAttentionFunction(torch.autograd.Function):
             for d, h in zip(dhts, launch.final_state_like(ctx.compiled, q, v))]
         dq, dk, dv, dextras, dh0s = launch.backward(
             ctx.compiled, q, k, v, extras, opts["scale"], h0s, do.contiguous(), dhts, opts["chunk_size"],
-            opts["per_token"], opts["schedule"])
+            opts["per_token"], opts["schedule"], o)
         return (None, None, dq, dk, dv, *(dh0s or [None] * ctx.n), *dextras)

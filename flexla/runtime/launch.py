@@ -373,7 +373,7 @@ def scan_launch(compiled, q, v, chunk_size, scale, use_h0, use_ht, direction: st
                                                      v_split=v_split, k_split=bk)
 
 
-def backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_token, schedule=None):
+def backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_token, schedule=None, o=None):
     """Gradients of q, k, v, each extra and the initial states. The backward recomputes its states,
     so its chunk need not be the forward's. On the GPU two ways are timed on the first call per
     shape bucket (runtime/tuning.py): the variant's chunk and half of it, or, where the compiler
@@ -387,7 +387,7 @@ def backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_to
     def at(way):
         chunk, split = way
         return with_fitting_chunk(lambda c: _backward(compiled, q, k, v, extras, scale, h0s, do, dhts, c, per_token,
-                                                      schedule, split), fit_key(compiled, "backward", q, v), chunk)
+                                                      schedule, split, o=o), fit_key(compiled, "backward", q, v), chunk)
     cap = os.environ.get("FLEXLA_BACKWARD_CHUNK")
     B, T, H = v.shape[:3]
     # the search compares chunks of the chunk-parallel backward; a fused one keeps the variant's chunk
@@ -409,7 +409,7 @@ def backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_to
                             unit="chunk and gradient kernels", name_of=name_of))
 
 
-def _backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_token, schedule, split):
+def _backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_token, schedule, split, o=None):
     """Gradients of q, k, v, each extra and the initial states. The fused schedule walks each
     (batch, head) in reverse once; the chunk-parallel one runs the state-gradient scan alone
     (V split when legal) and then every chunk's gradients in parallel (by the split gradient
@@ -443,7 +443,10 @@ def _backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_t
               else [q] * len(compiled.meta["bwd_staged"]))
     grads = compiled.meta["split_grad_kernels"] if split else ["bwd_grads"]
     flags = gate_flags(compiled, L, ["bwd_prep", *grads] if sched == "chunk" else [])
-    pointers = lambda ds: [q, k, v, *extras, do, *per_state, dq, dk, dv, *ds, *staged, flags]
+    if compiled.meta["bwd_reads_o"] and o is None:
+        raise ValueError(f"{compiled.meta['variant']}'s backward reads the forward's output o: pass it")
+    pointers = lambda ds: [q, k, v, *extras, do, do if o is None else o.contiguous(), *per_state, dq, dk, dv, *ds,
+                           *staged, flags]
     ptrs = pointers(dextras)
     if sched == "fused":
         L.run(compiled.module.bwd, (1, B * H), ptrs)
