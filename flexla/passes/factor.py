@@ -47,7 +47,7 @@ def factor_products(graph: Graph) -> Graph:
         if name not in absorbed:
             return False
         user = users[name][0]
-        return user.op in (Op.ADD, Op.SUB) or read_through(user.name)
+        return _expandable(graph, user) and (user.op in (Op.ADD, Op.SUB) or read_through(user.name))
 
     roots = {n.name for n in graph.nodes if n.op in (Op.ADD, Op.SUB) and not read_through(n.name)}
     order = {n.name: i for i, n in enumerate(graph.nodes)}

@@ -107,3 +107,12 @@ def test_broadcasting_add_is_not_read_through():
     before = b.build(o=b.add(Op.ADD, inner, b.add(Op.MM, a, y)))
     after = run(before)
     assert ops(after).count("mm") == 2
+
+
+def test_sum_under_a_broadcasting_add_still_merges():
+    """(a x + a y) + r, r [C, 1]: the outer add cannot be read through, so the inner sum is a root."""
+    b = GraphBuilder()
+    a, x, y = b.input("a", (C, K)), b.input("x", (K, V)), b.input("y", (K, V))
+    inner = b.add(Op.ADD, b.add(Op.MM, a, x), b.add(Op.MM, a, y))
+    after = run(b.build(o=b.add(Op.ADD, inner, b.input("r", (C, 1)))))
+    assert expr(after, "o") == "add(mm(a, add(x, y)), r)"
