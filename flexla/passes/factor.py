@@ -63,8 +63,10 @@ def factor_products(graph: Graph) -> Graph:
         order.setdefault(node.name, len(order))
         return node.name
 
+    node = lambda name: made.get(name) or graph[name]      # this pass's nodes, then the graph's
+
     def transposed(name):       # one transpose per value, so that products sharing it can merge
-        src = made.get(name) or graph[name]
+        src = node(name)
         if src.op is Op.TRANSPOSE:
             return src.inputs[0]
         if name not in transposes:
@@ -73,12 +75,12 @@ def factor_products(graph: Graph) -> Graph:
 
     def unsigned(name):
         """(sign, x) with name = sign * x: negations, also under a transpose, come out."""
-        n = made.get(name) or graph[name]
+        n = node(name)
         if n.op is Op.NEG:
             s, x = unsigned(n.inputs[0])
             return -s, x
-        if n.op is Op.TRANSPOSE and (made.get(n.inputs[0]) or graph[n.inputs[0]]).op is Op.NEG:
-            s, x = unsigned((made.get(n.inputs[0]) or graph[n.inputs[0]]).inputs[0])
+        if n.op is Op.TRANSPOSE and node(n.inputs[0]).op is Op.NEG:
+            s, x = unsigned(node(n.inputs[0]).inputs[0])
             return -s, transposed(x)
         return 1, name
 

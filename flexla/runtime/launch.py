@@ -445,8 +445,8 @@ def _backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_t
     flags = gate_flags(compiled, L, ["bwd_prep", *grads] if sched == "chunk" else [])
     if compiled.meta["bwd_reads_o"] and o is None:
         raise ValueError(f"{compiled.meta['variant']}'s backward reads the forward's output o: pass it")
-    pointers = lambda ds: [q, k, v, *extras, do, do if o is None else o.contiguous(), *per_state, dq, dk, dv, *ds,
-                           *staged, flags]
+    o = do if o is None else o.contiguous()        # do stands in for an o the kernels do not read
+    pointers = lambda ds: [q, k, v, *extras, do, o, *per_state, dq, dk, dv, *ds, *staged, flags]
     ptrs = pointers(dextras)
     if sched == "fused":
         L.run(compiled.module.bwd, (1, B * H), ptrs)
