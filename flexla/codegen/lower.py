@@ -198,22 +198,30 @@ def is_dot(graph: Graph, n: Node) -> bool:
 
 
 def lines(graph: Graph, names: list[str]) -> list[str]:
-    """The kernel lines of the named nodes. A transposition that only products read is left out:
-    each product transposes its cast operand itself (Lowering.operand)."""
+    """The kernel lines of the named nodes (see named_lines)."""
+    return [line for _, line, _ in named_lines(graph, names)]
+
+
+def named_lines(graph: Graph, names: list[str]) -> list[tuple[str, str, set[str]]]:
+    """(node, kernel line, the values the line reads) of the named nodes. A transposition that only
+    products read is left out: each product transposes its cast operand itself (Lowering.operand),
+    so its readers read what it reads."""
     low = Lowering(graph)
     readers: dict[str, list[Node]] = {}
     for n in graph.nodes:
         for i in n.inputs:
             readers.setdefault(i, []).append(n)
     kept = set(graph.outputs.values())
+    left_out: dict[str, set[str]] = {}
     out = []
     for name in names:
         n = graph[name]
+        reads = set().union(*(left_out.get(i, {i}) for i in n.inputs))
         if (n.op is Op.TRANSPOSE and name not in kept and len(n.shape) == 2
                 and all(is_dot(graph, r) for r in readers.get(name, []))):
+            left_out[name] = reads
             continue
         ln = low.line(n)
         if ln:
-            out.append(ln)
+            out.append((name, ln, reads))
     return out
-
