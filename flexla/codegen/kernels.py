@@ -18,6 +18,7 @@ from .lower import block, lines, named_lines, var
 TEMPLATES = {"fused_fwd": "fused.py.jinja", "chunk_prep": "prep.py.jinja", "chunk_states": "chunk_states.py.jinja",
              "chunk_output": "chunk_output.py.jinja", "bwd": "backward.py.jinja", "bwd_prep": "prep.py.jinja",
              "bwd_states": "backward_states.py.jinja", "bwd_grads": "backward_grads.py.jinja"}
+PER_CHUNK = {"chunk_prep", "chunk_output", "bwd_prep", "bwd_grads"}   # one chunk a program, no loop over chunks
 FORWARD_CARRY = {"fused_fwd", "chunk_states"}     # these carry the states through the chunk loop
 BACKWARD_CARRY = {"bwd", "bwd_states"}            # these carry the state gradients
 BLOCKS = {"KV": "[BK, BV]", "K": "[BK]", "V": "[BV]"}  # the Triton block of a state, by shape code
@@ -164,13 +165,11 @@ class KernelSource:
 
 @dataclass
 class VLoopSource:
-    """A gradient kernel's loads, lines and stores before, in and after its loop over V slices;
-    `sums`: (variable, block) of each contraction over V the loop adds up."""
-    before_loads: list
-    body_loads: list
+    """A gradient kernel's lines (and loads at first use: _at_first_use) and stores before, in and
+    after its loop over V slices; `sums`: (variable, block) of each contraction over V the loop adds up."""
     before: list
     body: list
-    after: list          # lines, each load (an Access) just before the first line that reads it
+    after: list
     sums: list
     body_stores: list
     after_stores: list
@@ -210,13 +209,16 @@ def kernel_source(plan: KernelPlan, extras: list[Extra], states: list[State], di
     loads = [input_access(n.name, by_name, states, g) for n in g.inputs
              if n.name in used and var(n.name) not in carried]
     names = phases.get("grad", [])
-    phases = {p: lines(g, names) for p, names in phases.items()}
+    loop = v_loop(g) if plan.role == "bwd_grads" else None
+    if plan.role in PER_CHUNK and not loop:      # loads at first use (_at_first_use)
+        phases, loads = _at_first_use_by_phase(g, phases, loads), []
+    else:
+        phases = {p: lines(g, names) for p, names in phases.items()}
     stores = [(output_access(role, by_name, g, k_split and role in parts), _ref(g, name))
               for role, name in g.outputs.items() if role not in state_roles]
     pointers = (forward_pointers(extras, states, staged) if direction == "forward"
                 else backward_pointers(extras, states, staged))
     gated = any(n.op in GATED for n in g.nodes) and plan.role not in FORWARD_CARRY | BACKWARD_CARRY
-    loop = v_loop(g) if plan.role == "bwd_grads" else None
     return KernelSource(plan.name, TEMPLATES[plan.role], [f"{p}_ptr" for p in pointers], loads, phases, stores,
                         carries, gated, k_split, tuple(sorted(r[2:] for r in parts)) if k_split else (),
                         loop and _v_loop_source(g, loop, loads, names, stores))
@@ -230,24 +232,37 @@ def _v_loop_source(g: Graph, loop, loads: list, names: list, stores: list) -> VL
     part = lambda p: [n for n in names if where[n] == p]
     loads_in = lambda p: [a for a in loads if where_var[a.var] == p]
     in_body = {var(n) for n in loop.body}
-    return VLoopSource(loads_in("before"), loads_in("body"),
-                       lines(g, part("before")), lines(g, part("body")), _at_first_use(g, part("after"), loads_in("after")),
+    # the loop's own loads stay at the top of each step: there they are all in flight at once
+    return VLoopSource(_at_first_use(g, part("before"), loads_in("before")), loads_in("body") + lines(g, part("body")),
+                       _at_first_use(g, part("after"), loads_in("after")),
                        [(var(n), block(g[n].shape)) for n in loop.sums],
                        [(a, v) for a, v in stores if v in in_body], [(a, v) for a, v in stores if v not in in_body])
 
 
 def _at_first_use(g: Graph, names: list, loads: list) -> list:
-    """The lines of `names` with each load placed just before the first line that reads it (the
-    rest at the end, for the stores). Triton keeps a product operand's shared-memory copy from the
-    load to its last use: the gated delta rule's gradient kernel at K = V = 256 and chunk 64 took
-    228 KB of shared memory with the loads after its V loop all ahead of that part's lines, 196 KB
-    with them at first use (sm_90 compiles, Triton 3.6; an H200 has 227 KB)."""
+    """The lines of `names` with each load (an Access) just before the first line that reads it,
+    the rest at the end (for the stores). Per-chunk kernels load this way, not all at the top:
+    Triton keeps a product operand's shared-memory copy from its load to its last use, so a tile
+    loaded early holds shared memory through everything before its product. sm_90 compiles
+    (Triton 3.6; an H200 has 227 KB): the gated delta rule's gradient kernel at K = V = 256 and
+    chunk 64, 228 -> 196 KB (its loads after the V loop); GLA's output kernel there (its fix-up
+    pass), 228 -> 164 KB (the state, read by the last product)."""
+    return _at_first_use_by_phase(g, {"": names}, loads)[""]
+
+
+def _at_first_use_by_phase(g: Graph, phases: dict, loads: list) -> dict:
+    """phase -> its lines with loads at first use (_at_first_use), across phases in their order;
+    a load no line reads goes at the end of the last phase."""
     pending = {a.var: a for a in loads}
-    out = []
-    for _, line, reads in named_lines(g, names):
-        out += [pending.pop(var(i)) for i in sorted(reads) if var(i) in pending]
-        out.append(line)
-    return out + list(pending.values())
+    out = {}
+    for p, names in phases.items():
+        out[p] = []
+        for _, line, reads in named_lines(g, names):
+            out[p] += [pending.pop(var(i)) for i in sorted(reads) if var(i) in pending]
+            out[p].append(line)
+    if out:
+        out[p] += list(pending.values())
+    return out
 
 
 def _with_added_nodes(phases: dict, graph: Graph) -> dict:
