@@ -1,7 +1,7 @@
 """Lowering IR nodes to Triton lines (flexla/codegen/lower.py)."""
 from passes.graphs import GraphBuilder
 
-from flexla.codegen.kernels import Access, _at_first_use
+from flexla.codegen.kernels import Access, _at_first_use, _at_first_use_by_phase
 from flexla.codegen.lower import lines, named_lines, var
 from flexla.ir import C, K, V, Op
 
@@ -46,3 +46,13 @@ def test_loads_come_just_before_their_first_reader():
     out = _at_first_use(graph, ["kt", "qk", "gu", "out"], loads)
     assert [x if isinstance(x, str) else x.var for x in out] == [
         "k", "q", lines(graph, ["qk"])[0], "g", *lines(graph, ["gu", "out"]), "unused"]
+
+
+def test_a_load_only_a_store_reads_goes_to_the_last_phase_with_lines():
+    b = GraphBuilder()
+    q, k = b.input("q", (C, K)), b.input("k", (C, K))
+    graph = b.build(out=b.add(Op.MUL, q, q, name="qq"), k_out=k)
+    loads = [Access(var(n), f"{n}_ptr", "token") for n in ("q", "k")]
+    out = _at_first_use_by_phase(graph, {"intra": ["qq"], "merge": [], "update": []}, loads)
+    assert [x if isinstance(x, str) else x.var for x in out["intra"]] == ["q", lines(graph, ["qq"])[0], "k"]
+    assert out["merge"] == out["update"] == []

@@ -252,7 +252,8 @@ def _at_first_use(g: Graph, names: list, loads: list) -> list:
 
 def _at_first_use_by_phase(g: Graph, phases: dict, loads: list) -> dict:
     """phase -> its lines with loads at first use (_at_first_use), across phases in their order;
-    a load no line reads goes at the end of the last phase."""
+    a load no line reads (one only a store reads) goes at the end of the last phase with lines (a
+    template may leave empty phases out)."""
     pending = {a.var: a for a in loads}
     out = {}
     for p, names in phases.items():
@@ -261,7 +262,8 @@ def _at_first_use_by_phase(g: Graph, phases: dict, loads: list) -> dict:
             out[p] += [pending.pop(var(i)) for i in sorted(reads) if var(i) in pending]
             out[p].append(line)
     if out:
-        out[p] += list(pending.values())
+        last = next((p for p in reversed(out) if out[p]), next(iter(out)))
+        out[last] += list(pending.values())
     return out
 
 
