@@ -53,20 +53,25 @@ def splits_v(name: str, meta: dict) -> bool:
     return meta["bwd_v_split"] if name == "bwd_states" else meta["v_split"]
 
 
-def pointer_type(arg: str, meta: dict, backward: bool) -> str:
-    """A pointer's element type as the launcher allocates it (runtime/launch.py): inputs bf16,
-    initial and final states fp32, and the buffers between kernels (states, their gradients,
-    staged tensors) bf16 only where the compiler found them read as matrix-product operands alone;
-    an fp32 buffer read as bf16 here would understate the kernel's shared memory."""
+def buffer_types(meta: dict, backward: bool) -> dict:
+    """The element type of each buffer between kernels (states, their gradients, staged tensors) as
+    the launcher allocates it (runtime/launch.py): bf16 only where the compiler found it read as
+    matrix-product operands alone, else fp32. An fp32 buffer read as bf16 here would understate
+    the kernel's shared memory."""
     low = {f"staged_{name}_ptr": low for name, _, low in meta["staged"] + meta.get("bwd_staged", [])}
     states = meta["bwd_states_in_input_dtype" if backward else "states_in_input_dtype"]
     for kind, flags in (("states", states), ("dstates", meta["dstates_in_input_dtype"])):
         low.update({f"{kind}{f'_{i}' if i else ''}_ptr": f for i, f in enumerate(flags)})
+    return {ptr: "*bf16" if f else "*fp32" for ptr, f in low.items()}
+
+
+def pointer_type(arg: str, buffers: dict) -> str:
+    """Inputs bf16, initial and final states fp32, buffers between kernels as buffer_types says."""
     if arg == "gate_flags_ptr":
         return "*i32"
     if arg.startswith(("h", "dh")):
         return "*fp32"
-    return "*bf16" if low.get(arg, True) else "*fp32"
+    return buffers.get(arg, "*bf16")
 
 
 def registers(ptx: str, arch: int) -> str:
@@ -93,7 +98,8 @@ def compile_module(path: str, o: dict) -> int:
             continue
         consts = constants(splits_v(name, mod.META), name in mod.META["gated_kernels"], name in SCANS, o,
                            name in mod.META.get("k_split_grads", ()), name in mod.META.get("v_loop_grads", ()))
-        sig = {a: "constexpr" if a in consts else SCALARS.get(a, pointer_type(a, mod.META, name.startswith("bwd"))) for a in fn.arg_names}
+        buffers = buffer_types(mod.META, name.startswith("bwd"))
+        sig = {a: "constexpr" if a in consts else SCALARS.get(a, pointer_type(a, buffers)) for a in fn.arg_names}
         t0 = time.time()
         try:
             # what the launcher specialises on at run time: 16-byte aligned pointers, T % 16 == 0
