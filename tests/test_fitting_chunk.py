@@ -90,3 +90,32 @@ def test_the_fitting_chunk_is_remembered_per_asked_for_chunk(monkeypatch):
     for asked in (64, 32, 64):
         launch.with_fitting_chunk(ran.append, ("V", "backward"), asked)
     assert ran == [64, 32, 64]
+
+
+def test_the_forward_times_its_chunk_against_half_of_it(monkeypatch, rel):
+    """On the GPU (faked here) the chunk-parallel forward times the variant's chunk and half of it
+    once per shape bucket, remembers the faster, and runs it: same results either way."""
+    monkeypatch.setattr(launch, "_FITTING_CHUNK", {})
+    monkeypatch.setattr(launch, "searches_chunk", lambda q, v, chunk, schedule: chunk >= 32)
+    remembered, chunks = {}, []
+    monkeypatch.setattr(tuning, "_remember", remembered.__setitem__)
+    real_run, real_search = launch.Launch.run, tuning.search
+
+    def run_noting_chunks(self, kernel, grid, pointers):
+        chunks.append(self.consts["BC"])
+        real_run(self, kernel, grid, pointers)
+
+    def half_is_faster(run):
+        chunks.clear()
+        run()
+        return 1.0 if set(chunks) == {32} else 2.0
+    monkeypatch.setattr(launch.Launch, "run", run_noting_chunks)
+    monkeypatch.setattr(tuning, "search", lambda key, *a, **kw: real_search(
+        key, *a, **(dict(kw, timer=half_is_faster) if key and "forward chunk" in key else kw)))
+    x = inputs(5)
+    o, _ = ops.chunk_simple_gla(x["q"], x["k"], x["v"], g=x["g"])
+    assert set(chunks) == {32}
+    (key, chosen), = [(k, c) for k, c in remembered.items() if "forward chunk" in k]
+    assert chosen == 32
+    ro, _ = simple_gla_ref(*(x[n].double() for n in ("q", "k", "v")), g=x["g"].double())
+    assert rel(o, ro) < TOL

@@ -80,7 +80,7 @@ def sm_count(device) -> int:
 
 
 def device_name(device) -> str:
-    return _properties(device).name
+    return _properties(device).name if device.type == "cuda" else device.type
 
 
 def state_sizes(tile, K: int, V: int) -> tuple:
@@ -215,13 +215,41 @@ def with_fitting_chunk(run, key, chunk_size):
 
 def forward(compiled, q, k, v, extras, scale, h0s, want_ht, chunk_size, schedule=None):
     """o and the final states (a list, or None). h0s: one initial state per declared state, or None.
-    The first call at a shape compiles its kernels ahead, all at once (runtime/precompile.py)."""
-    run = lambda: with_fitting_chunk(lambda c: _forward(compiled, q, k, v, extras, scale, h0s, want_ht, c, schedule),
-                                     fit_key(compiled, "forward", q, v), chunk_size)
+    The first call at a shape compiles its kernels ahead, all at once (runtime/precompile.py). On
+    the GPU the chunk-parallel forward times the variant's chunk and half of it on the first call
+    per shape bucket (chunk_search): a chunk that fits is not always the faster one (RWKV-6's
+    output kernel at K = V = 256 on an H200: 0.41 ms at chunk 64, 0.25 at 32)."""
+    at = lambda chunk: with_fitting_chunk(lambda c: _forward(compiled, q, k, v, extras, scale, h0s, want_ht, c,
+                                                             schedule), fit_key(compiled, "forward", q, v), chunk)
+    ways = [chunk_size, chunk_size // 2] if searches_chunk(q, v, chunk_size, schedule) else [chunk_size]
+    return chunk_search(compiled, q, v, chunk_size, "forward", ways, at,
+                        pass_key(compiled, "forward", q, v, chunk_size, schedule, h0s, want_ht))
+
+
+def searches_chunk(q, v, chunk_size, schedule) -> bool:
+    """Whether a pass times its chunk against half of it: on the GPU, for the chunk-parallel
+    schedule (a fused one keeps the variant's chunk)."""
+    B, T, H = v.shape[:3]
+    fused = choose_schedule(B, H, tuning.cdiv(T, chunk_size), 1, sm_count(q.device), schedule) == "fused"
+    return q.device.type == "cuda" and chunk_size >= 32 and not fused
+
+
+def chunk_search(compiled, q, v, chunk_size, direction: str, ways: list, at, key_of_pass: tuple, name_of=None):
+    """at(the fastest of ways), timed once per device, module and shape bucket and then remembered
+    (runtime/tuning.search), where there are several ways; each way's kernels compiled ahead, all
+    at once (runtime/precompile.py)."""
+    B, T, H = v.shape[:3]
+    key = None if len(ways) == 1 else "|".join(
+        [device_name(q.device), triton.__version__, compiled.key, f"{direction} chunk",
+         tuning.pass_bucket(q.shape[-1], v.shape[-1], q.dtype, B * H, tuning.cdiv(T, chunk_size))])
+    what = f"{compiled.meta['variant']} {direction}"
     if q.device.type == "cuda":
-        precompile.ahead_of_time(pass_key(compiled, "forward", q, v, chunk_size, schedule, h0s, want_ht), [run],
-                                 f"{compiled.meta['variant']} forward")
-    return run()
+        will_run = tuning.to_search(key, ways) if key else ways
+        precompile.ahead_of_time(key_of_pass, [lambda way=way: at(way) for way in will_run], what)
+    if key is None:
+        return at(ways[0])
+    return at(tuning.search(key, ways, at, what=what, unit="chunk and gradient kernels" if name_of else "chunk",
+                            name_of=name_of))
 
 
 def pass_key(compiled, direction: str, q, v, *rest) -> tuple:
@@ -389,24 +417,13 @@ def backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_to
         return with_fitting_chunk(lambda c: _backward(compiled, q, k, v, extras, scale, h0s, do, dhts, c, per_token,
                                                       schedule, split, o=o), fit_key(compiled, "backward", q, v), chunk)
     cap = os.environ.get("FLEXLA_BACKWARD_CHUNK")
-    B, T, H = v.shape[:3]
-    # the search compares chunks of the chunk-parallel backward; a fused one keeps the variant's chunk
-    fused = choose_schedule(B, H, tuning.cdiv(T, chunk_size), 1, sm_count(q.device), schedule) == "fused"
-    if cap or q.device.type != "cuda" or chunk_size < 32 or fused:
-        ways, key = [(min(chunk_size, int(cap or chunk_size)), split_exists)], None
+    if cap or not searches_chunk(q, v, chunk_size, schedule):
+        ways = [(min(chunk_size, int(cap or chunk_size)), split_exists)]
     else:
         ways = [(chunk_size, split_exists), (chunk_size // 2, False)]
-        key = "|".join([device_name(q.device), triton.__version__, compiled.key, "backward chunk",
-                        tuning.pass_bucket(q.shape[-1], v.shape[-1], q.dtype, B * H, tuning.cdiv(T, chunk_size))])
-    if q.device.type == "cuda":      # compile the kernels of every way the search will run, all at once
-        will_run = tuning.to_search(key, ways) if key else ways
-        precompile.ahead_of_time(pass_key(compiled, "backward", q, v, chunk_size, schedule, h0s, dhts, cap),
-                                 [lambda way=way: at(way) for way in will_run], f"{compiled.meta['variant']} backward")
-    if key is None:
-        return at(ways[0])
-    name_of = lambda way: f"{way[0]} {'split' if way[1] else 'whole'}"
-    return at(tuning.search(key, ways, at, what=f"{compiled.meta['variant']} backward",
-                            unit="chunk and gradient kernels", name_of=name_of))
+    return chunk_search(compiled, q, v, chunk_size, "backward", ways, at,
+                        pass_key(compiled, "backward", q, v, chunk_size, schedule, h0s, dhts, cap),
+                        name_of=lambda way: f"{way[0]} {'split' if way[1] else 'whole'}")
 
 
 def _backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_token, schedule, split, o=None):
