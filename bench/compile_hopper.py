@@ -31,9 +31,10 @@ SHARED_LIMIT = 232448       # bytes of shared memory per block on an H100 / H200
 # last chunk, MASK_C, as when T % chunk != 0), --fixup=1 (the gated kernels' fix-up pass, not the fast one),
 # --scan-bk=64 (the state scans split along K into slices of 64, as the launcher does for few heads),
 # --grad-bk=64 (the gradient kernels that may split K, META k_split_grads, in slices of 64),
-# --grad-bv=64 (the gradient kernels that walk V in a loop, META v_loop_grads, in slices of 64)
+# --grad-bv=64 (the gradient kernels that walk V in a loop, META v_loop_grads, in slices of 64),
+# --early-loads=1 (the output kernel with every load at the top: its tuned EARLY_LOADS knob)
 DEFAULTS = dict(chunk=64, warps=4, stages=1, k=128, v=128, arch=90, tail=0, fixup=0, scan_bk=0, grad_bk=0,
-                grad_bv=0)
+                grad_bv=0, early_loads=0)
 SCANS = ("chunk_states", "bwd_states")
 
 
@@ -43,7 +44,8 @@ def constants(split: bool, gated: bool, scan: bool, o: dict, k_split: bool = Fal
                 BV=o["v"] // 2 if split else min(o["v"], o["grad_bv"] or o["v"]) if v_loop else o["v"],
                 MASK_C=bool(o["tail"]), MASK_K=False, MASK_V=False, USE_H0=True, USE_HT=True,
                 GATES=(2 if o["fixup"] else 1) if gated else 0,
-                DOT_DTYPE=tl.bfloat16, DOT_PRECISION="tf32", EXP_DTYPE=tl.bfloat16, ACC=tl.float32)
+                DOT_DTYPE=tl.bfloat16, DOT_PRECISION="tf32", EXP_DTYPE=tl.bfloat16, ACC=tl.float32,
+                EARLY_LOADS=o["early_loads"])
 
 
 def splits_v(name: str, meta: dict) -> bool:

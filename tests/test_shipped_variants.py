@@ -43,6 +43,17 @@ def test_forward_matches_recurrence(name, shape, schedule, rel):
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_output_kernel_with_its_loads_at_the_top(name, rel, monkeypatch):
+    """The output kernel's tuned knob (runtime/tuning.OUTPUT_CANDIDATES): every load at the top
+    instead of at its first reader; the same output."""
+    monkeypatch.setenv("FLEXLA_KERNEL_CONFIG", "chunk_output=4x1x1")
+    (q, k, v), extras, h0 = random_inputs(name, 1, 130, 3, 40, 40, seed=5)
+    o, ht = get(name, "chunk")(q, k, v, *extras, initial_state=h0, output_final_state=True)
+    ro, rht = recurrence(name, q, k, v, extras, initial_state=h0)
+    assert rel(o, ro) < FP32_TOL and rel(ht, rht) < FP32_TOL
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_without_initial_state_and_final_state(name, schedule, rel):
     (q, k, v), extras, _ = random_inputs(name, 2, 37, 2, 16, 16, h0=False)
     o, ht = get(name, schedule)(q, k, v, *extras, scale=0.3)

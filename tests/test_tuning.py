@@ -103,6 +103,15 @@ def test_the_whole_gradient_kernel_at_wide_tiles_takes_eight_warps_only():
     assert tuning.candidates("bwd_grads", dict(CONSTS, BK=64, BV=64)) == [(4, 1), (8, 1)]
 
 
+def test_the_output_kernel_also_tunes_where_its_loads_go():
+    cands = tuning.candidates("chunk_output", CONSTS)
+    assert cands == tuning.OUTPUT_CANDIDATES and {tuning.knobs(c)["EARLY_LOADS"] for c in cands} == {0, 1}
+    assert tuning.knobs((8, 1)) == {} and tuning.config_name((8, 1, 1)) == "8x1 early loads"
+    # its fix-up pass keeps the loads at first use, which hold the least shared memory
+    assert tuning.fix_up_config("chunk_output", CONSTS) == (8, 1, 0)
+    assert tuning.candidates("chunk_output", dict(CONSTS, BK=16, BV=16)) == [(4, 1, 0)]
+
+
 def test_small_tiles_keep_four_warps():
     assert tuning.candidates("bwd_grads", dict(CONSTS, BK=16, BV=16)) == [(4, 1)]
     assert tuning.candidates("bwd_grads", CONSTS) == [(4, 1), (8, 1)]

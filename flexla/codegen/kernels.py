@@ -161,6 +161,9 @@ class KernelSource:
     k_split: bool = False  # a gradient kernel whose programs may own K slices (passes/tiling.k_slices)
     k_parts: tuple = ()    # the extras' gradients each K slice adds a part of
     v_loop: "VLoopSource | None" = None   # a gradient kernel walking V in slices (passes/tiling.v_loop)
+    # the output kernel's loads sit both at the top (`loads`) and at first use (in `phases`), and its
+    # EARLY_LOADS constexpr, a tuned knob (runtime/tuning.OUTPUT_CANDIDATES), keeps one of the two
+    early_loads: bool = False
 
 
 @dataclass
@@ -210,8 +213,9 @@ def kernel_source(plan: KernelPlan, extras: list[Extra], states: list[State], di
              if n.name in used and var(n.name) not in carried]
     names = phases.get("grad", [])
     loop = v_loop(g) if plan.role == "bwd_grads" else None
+    early_loads = plan.role == "chunk_output"
     if plan.role in PER_CHUNK and not loop:      # loads at first use (_at_first_use)
-        phases, loads = _at_first_use_by_phase(g, phases, loads), []
+        phases, loads = _at_first_use_by_phase(g, phases, loads), loads if early_loads else []
     else:
         phases = {p: lines(g, names) for p, names in phases.items()}
     stores = [(output_access(role, by_name, g, k_split and role in parts), _ref(g, name))
@@ -221,7 +225,7 @@ def kernel_source(plan: KernelPlan, extras: list[Extra], states: list[State], di
     gated = any(n.op in GATED for n in g.nodes) and plan.role not in FORWARD_CARRY | BACKWARD_CARRY
     return KernelSource(plan.name, TEMPLATES[plan.role], [f"{p}_ptr" for p in pointers], loads, phases, stores,
                         carries, gated, k_split, tuple(sorted(r[2:] for r in parts)) if k_split else (),
-                        loop and _v_loop_source(g, loop, loads, names, stores))
+                        loop and _v_loop_source(g, loop, loads, names, stores), early_loads)
 
 
 def _v_loop_source(g: Graph, loop, loads: list, names: list, stores: list) -> VLoopSource:

@@ -17,16 +17,15 @@ def key(kernel, grid, pointers) -> tuple:
             *[(p.dtype, p.data_ptr() % 16 == 0) for p in pointers])
 
 
-def plan(kernel, compiled, consts: dict, passes, n_pointers: int) -> list | None:
+def plan(kernel, compiled, args_per_pass: list, n_pointers: int) -> list | None:
     """[(compiled kernel, its arguments after the pointers)] per pass (GATES value), from what the
-    JIT launches returned; None where that is not a compiled kernel this module knows how to call
-    (then every launch goes through the JIT)."""
+    JIT launches returned and the keyword arguments each was launched with; None where that is
+    not a compiled kernel this module knows how to call (then every launch goes through the JIT)."""
     names = getattr(kernel, "arg_names", None)
     if names is None:
         return None
     out = []
-    for ck, gates in zip(compiled, passes):
-        args = dict(consts, GATES=gates)
+    for ck, args in zip(compiled, args_per_pass):
         if not (hasattr(ck, "run") and hasattr(ck, "function")) or any(n not in args for n in names[n_pointers:]):
             return None
         out.append((ck, [args[n] for n in names[n_pointers:]]))

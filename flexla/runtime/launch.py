@@ -164,13 +164,15 @@ class Launch:
         compiles = [(cfg, passes[0]) for cfg in tuning.to_compile(name, key, self.consts)] + fix_up
         if dry:
             return precompile.record(kernel, grid, pointers, self.consts, compiles)
-        launch = lambda cfg, gates=passes[0]: kernel[grid](*pointers, **dict(self.consts, GATES=gates),
+        args = lambda cfg, gates: dict(self.consts, GATES=gates, **tuning.knobs(cfg))
+        launch = lambda cfg, gates=passes[0]: kernel[grid](*pointers, **args(cfg, gates),
                                                            num_warps=cfg[0], num_stages=cfg[1])
         precompile.precompile(kernel, grid, pointers, self.consts, compiles)
         cfg = tuning.choose(name, key, launch, self.consts, label=f"{self.variant} ")
         compiled = [launch(cfg)] + [self._fix_up(launch, c, cfg, gates) for c, gates in fix_up]
         if on_gpu:
-            found = direct.plan(kernel, compiled, self.consts, passes, len(pointers))
+            found = direct.plan(kernel, compiled, [args(cfg, passes[0])] + [args(c, g) for c, g in fix_up],
+                                len(pointers))
             if found is not None:
                 self.kernels[found_key] = found
 

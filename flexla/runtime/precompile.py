@@ -21,6 +21,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 
+from . import tuning
+
 _JOBS: ContextVar[list | None] = ContextVar("flexla_compile_ahead", default=None)
 _DONE: set = set()          # the passes (by key) already run dry in this process
 
@@ -31,7 +33,8 @@ def recording() -> bool:
 
 
 def record(kernel, grid, pointers, consts: dict, compiles) -> None:
-    """Note kernel's compiles: one per ((num_warps, num_stages), GATES value) in compiles."""
+    """Note kernel's compiles: one per (config, GATES value) in compiles (a config: num_warps,
+    num_stages and any knobs, runtime/tuning.py)."""
     _JOBS.get().extend((kernel, grid, pointers, consts, cfg, gates) for cfg, gates in compiles)
 
 
@@ -62,13 +65,12 @@ def ahead_of_time(key, dry_runs, what: str = "") -> int:
 
 
 def precompile(kernel, grid, pointers, consts: dict, compiles) -> int:
-    """Compile one kernel's ((num_warps, num_stages), GATES value) pairs at once (a launch outside a
-    dry run)."""
+    """Compile one kernel's (config, GATES value) pairs at once (a launch outside a dry run)."""
     return compile_all([(kernel, grid, pointers, consts, cfg, gates) for cfg, gates in compiles])
 
 
 def compile_all(jobs) -> int:
-    """Compile every (kernel, grid, pointers, consts, (num_warps, num_stages), GATES) at once; the
+    """Compile every (kernel, grid, pointers, consts, config, GATES) at once; the
     number of compiles started (0 where there is nothing to overlap or it could not start)."""
     if len(jobs) < 2 or not all(hasattr(job[0], "warmup") for job in jobs):
         return 0
@@ -76,9 +78,9 @@ def compile_all(jobs) -> int:
         from triton.runtime._async_compile import AsyncCompileMode
         with ThreadPoolExecutor(min(len(jobs), os.cpu_count() or 1)) as pool:
             with AsyncCompileMode(pool, ignore_errors=True):
-                for kernel, grid, pointers, consts, (warps, stages), gates in jobs:
-                    kernel.warmup(*pointers, grid=grid, **dict(consts, GATES=gates), num_warps=warps,
-                                  num_stages=stages)
+                for kernel, grid, pointers, consts, cfg, gates in jobs:
+                    kernel.warmup(*pointers, grid=grid, **dict(consts, GATES=gates, **tuning.knobs(cfg)),
+                                  num_warps=cfg[0], num_stages=cfg[1])
     except Exception:  # noqa: BLE001 -- the launches compile what is missing
         return 0
     return len(jobs)

@@ -29,7 +29,8 @@ FLEXLA_TUNE=0 turns the search off (first candidate), FLEXLA_TUNE=last takes the
 that fits (the checks run both ends of each search: a config the search may pick is a config that is
 checked), FLEXLA_TUNE=compile compiles every candidate without timing (for processes that share
 the GPU, e.g. the benchmark's compile children);
-FLEXLA_KERNEL_CONFIG="bwd_grads=8x1,..." forces configs (experiments).
+FLEXLA_KERNEL_CONFIG="bwd_grads=8x1,chunk_output=8x1x1,..." forces configs (experiments; the
+output kernel's third number is EARLY_LOADS).
 """
 from __future__ import annotations
 
@@ -51,6 +52,12 @@ LOOPING = {"chunk_states", "bwd_states", "fused_fwd", "bwd"}
 LOOP_CANDIDATES = [(4, 1), (4, 3)]
 BIG_STATE = 256 * 64          # state slice elements from which a loop also tries 8 warps
 PER_CHUNK_CANDIDATES = [(4, 1), (8, 1)]
+# the output kernel also tunes where its loads go (EARLY_LOADS, a third config entry): each just
+# before its first reader (codegen/kernels._at_first_use: less shared memory held, so more
+# programs fit) or all at the top (their latencies overlap the first products). Measured on an
+# H200 (run 113, (2, 4096, 8, 256), forward): retention's output kernel 0.121 ms at the top against
+# 0.154 at first use, linear attention's 0.102 against 0.118; at K = V = 128 first use won (run 105)
+OUTPUT_CANDIDATES = [(4, 1, 0), (8, 1, 0), (4, 1, 1), (8, 1, 1)]
 BIG_GRADS = 128 * 128         # tile elements from which the whole gradient kernel tries 8 warps only
 _TABLE: dict | None = None
 
@@ -75,7 +82,19 @@ def candidates(kernel_name: str, consts: dict) -> list[tuple]:
         # chunk 32 (GLA 15.0 vs 2.8 ms, RWKV-6 19.7 vs 3.7, mLSTM 12.8 vs 2.7; run 72, H200), and
         # KDA's at chunk 64 is the longest compile of a cold backward (23 s): 8 warps only
         return PER_CHUNK_CANDIDATES[-1:]
-    return PER_CHUNK_CANDIDATES if min(consts["BK"], consts["BV"]) >= 64 else PER_CHUNK_CANDIDATES[:1]
+    wide = min(consts["BK"], consts["BV"]) >= 64
+    if kernel_name == "chunk_output":
+        return OUTPUT_CANDIDATES if wide else OUTPUT_CANDIDATES[:1]
+    return PER_CHUNK_CANDIDATES if wide else PER_CHUNK_CANDIDATES[:1]
+
+
+def knobs(cfg: tuple) -> dict:
+    """A config's constexprs past (num_warps, num_stages): the output kernel's EARLY_LOADS."""
+    return {"EARLY_LOADS": cfg[2]} if len(cfg) > 2 else {}
+
+
+def config_name(cfg: tuple) -> str:
+    return f"{cfg[0]}x{cfg[1]}" + (" early loads" if len(cfg) > 2 and cfg[2] else "")
 
 
 def fix_up_config(kernel_name: str, consts: dict) -> tuple:
@@ -83,8 +102,9 @@ def fix_up_config(kernel_name: str, consts: dict) -> tuple:
     pass flagged: rare, and most programs return at once, so its speed hardly counts): the
     candidate with the most warps, whose blocked gate products spill least. Not tuned, so a cold
     start compiles it once rather than per candidate: at 4 warps GLA's dq/dk/dg fix-up took 12 s
-    to compile, the longest of the backward's compiles (sm_90, Triton 3.6)."""
-    return max(candidates(kernel_name, consts))
+    to compile, the longest of the backward's compiles (sm_90, Triton 3.6). Loads at first use,
+    which hold the least shared memory (GLA's output fix-up at K = V = 256 fits only so)."""
+    return max(c for c in candidates(kernel_name, consts) if not knobs(c).get("EARLY_LOADS"))
 
 
 def pow2(n) -> int:
@@ -151,7 +171,8 @@ def choose(name: str, key: str | None, launch, consts: dict, timer=cuda_time, la
     forced = _forced(name)
     if forced is not None:
         return forced
-    return search(key, candidates(name, consts), launch, timer, f"{label}{name}", "warps x stages")
+    return search(key, candidates(name, consts), launch, timer, f"{label}{name}", "warps x stages",
+                  name_of=config_name)
 
 
 def to_compile(name: str, key: str | None, consts: dict) -> list:
