@@ -177,7 +177,7 @@ class Lowering:
             return f"tl.sum(tl.trans({a}) * {b}, axis=0)[None, :]"
         if nn == 1:
             return f"tl.sum({a} * tl.trans({b}), axis=1)[:, None]"
-        dt = "DOT_DTYPE" if n.a.get("operand_dtype", "input") == "input" else "ACC"
+        dt = {"input": "DOT_DTYPE", "range": "EXP_DTYPE"}.get(n.a.get("operand_dtype", "input"), "ACC")
         return f"tl.dot({self.operand(a_name, 1, dt)}, {self.operand(b_name, 0, dt)}, input_precision=DOT_PRECISION, out_dtype=ACC)"
 
     def operand(self, name: str, axis: int, dt: str) -> str:

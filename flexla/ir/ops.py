@@ -42,7 +42,7 @@ class Op(enum.Enum):
     EQ = "eq"
     AND = "and"
     # structure
-    MM = "mm"                # attrs: operand_dtype ("input" | "fp32"), set by the precision pass
+    MM = "mm"                # attrs: operand_dtype ("input" | "range" | "fp32"), set by the precision pass
     TRANSPOSE = "transpose"
     UNSQUEEZE = "unsqueeze"  # attrs: dim
     SQUEEZE = "squeeze"      # attrs: dim

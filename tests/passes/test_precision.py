@@ -1,6 +1,7 @@
 import pytest
 from graphs import GraphBuilder, assert_same_graph, simple_gla_forward
 
+from flexla.codegen.lower import lines, var
 from flexla.ir import C, K, V, Op
 from flexla.passes.precision import assign_precision, read_as_dot_operand
 
@@ -51,6 +52,20 @@ def test_sensitivity_flows_through_magnitude_preserving_ops():
     col = b.add(Op.EXPAND, b.add(Op.UNSQUEEZE, d, dim=1), shape=(C, V))
     after = assign_precision(b.build(o=b.add(Op.MM, x, col)))
     assert _dtypes(after) == {after.outputs["o"]: "fp32"}
+
+
+def test_an_inverse_takes_the_dtype_with_fp32_range_and_a_cumulative_gate_wins():
+    """Products by a triangular inverse (and what keeps its magnitude) take EXP_DTYPE's range
+    (bf16 for bf16 inputs, fp32 for fp16 ones); next to a cumulative gate they stay fp32."""
+    b = GraphBuilder()
+    a, y, g = b.input("a", (C, C)), b.input("y", (C, V)), b.input("g", (C, C))
+    inv = b.add(Op.NEG, b.add(Op.TRIINV, a, upper=False, unit=True))
+    applied = b.add(Op.MM, inv, y)
+    gated = b.add(Op.MM, b.add(Op.ADD, inv, b.add(Op.CUMSUM, g, dim=0)), y)
+    after = assign_precision(b.build(o=applied, p=gated))
+    assert _dtypes(after) == {applied: "range", gated: "fp32"}
+    lowered = lines(after, [n.name for n in after.nodes])
+    assert any("EXP_DTYPE" in ln and ln.startswith(var(applied)) for ln in lowered)
 
 
 def test_exp_of_cumulative_gate_is_input_dtype():
