@@ -169,21 +169,21 @@ class Launch:
                                                            num_warps=cfg[0], num_stages=cfg[1])
         precompile.precompile(kernel, grid, pointers, self.consts, compiles)
         cfg = tuning.choose(name, key, launch, self.consts, label=f"{self.variant} ")
-        compiled = [launch(cfg)] + [self._fix_up(launch, c, cfg, gates) for c, gates in fix_up]
+        launched = [(launch(cfg), cfg, passes[0])] + [self._fix_up(launch, c, cfg, gates) for c, gates in fix_up]
         if on_gpu:
-            found = direct.plan(kernel, compiled, [args(cfg, passes[0])] + [args(c, g) for c, g in fix_up],
+            found = direct.plan(kernel, [ck for ck, _, _ in launched], [args(c, g) for _, c, g in launched],
                                 len(pointers))
             if found is not None:
                 self.kernels[found_key] = found
 
     @staticmethod
     def _fix_up(launch, cfg, fast_cfg, gates):
-        """The fix-up pass in its own config, or where that does not fit (more warps can take more
-        shared memory) in the fast pass's."""
+        """(compiled kernel, config, GATES) of the fix-up pass in its own config, or where that does
+        not fit (more warps can take more shared memory) in the fast pass's."""
         try:
-            return launch(cfg, gates)
+            return launch(cfg, gates), cfg, gates
         except tuning.CANNOT_RUN:
-            return launch(fast_cfg, gates)
+            return launch(fast_cfg, gates), fast_cfg, gates
 
 
 # (variant, pass, module key, K, V, dtype, device, asked-for chunk) -> the chunk whose kernels last fitted
