@@ -1,15 +1,15 @@
-"""Where the delta rules' prep kernel spends its time: an experiment, not a check (the edited
+"""Where the delta rules' and KDA's prep kernel spends its time: an experiment, not a check (the edited
 kernels compute wrong results on purpose). The chunk-parallel forward runs with the generated
 prep kernel and with edited copies of it, and the profiler reports the prep kernel's GPU time:
 
 - as generated;
 - `no_inverse`: the triangular inverse replaced by the identity (what the inverse costs);
-- `no_substitution`: the inverse without its 16-step forward substitution inside the diagonal
-  blocks (what that serial loop costs; the doubling products stay);
-- `bf16_apply`: the two products by the inverse with bf16 operands instead of fp32 (tf32);
-- `no_inverse_bf16_apply`: both of the first and the third.
+
+(Run 119 also timed edits that took out the diagonal blocks' forward substitution and that
+made the products by the inverse bf16; both are what the generated kernel does now.)
 
     python bench/prep_anatomy.py [--ops chunk_delta_rule,chunk_gated_delta_rule] [--shape 8,2048,16,128] [--chunks 64,32]
+                                 [--edits generated,no_inverse] [--iters 10]
 """
 from __future__ import annotations
 
@@ -31,9 +31,8 @@ import flexla.ops as fx  # noqa: E402
 from gpu_run import call, log, make_inputs  # noqa: E402
 from profile_kernels import kernel_times  # noqa: E402
 
-VARIANTS = {"chunk_delta_rule": fx.DeltaNet, "chunk_gated_delta_rule": fx.GatedDeltaNet}
+VARIANTS = {"chunk_delta_rule": fx.DeltaNet, "chunk_gated_delta_rule": fx.GatedDeltaNet, "chunk_kda": fx.KDA}
 INVERSE = re.compile(r"= _tri_inverse\((\w+), (\w+), [^)]*\)")
-APPLY = re.compile(r"^(\s*trisolve_\d+ = tl\.dot\(.*)$", re.M)
 
 
 def no_inverse(src: str) -> str:
@@ -41,16 +40,7 @@ def no_inverse(src: str) -> str:
     return INVERSE.sub(r"= (tl.where(\2[:, None] == \2[None, :], 1.0, 0.0) + 0.0 * \1)", src)
 
 
-def no_substitution(src: str) -> str:
-    return src.replace("for i in range(2, BS):", "for i in range(2, 2):")
-
-
-def bf16_apply(src: str) -> str:
-    return APPLY.sub(lambda m: m.group(1).replace(".to(ACC)", ".to(DOT_DTYPE)"), src)
-
-
-EDITS = {"generated": lambda s: s, "no_inverse": no_inverse, "no_substitution": no_substitution,
-         "bf16_apply": bf16_apply, "no_inverse_bf16_apply": lambda s: bf16_apply(no_inverse(s))}
+EDITS = {"generated": lambda s: s, "no_inverse": no_inverse}
 
 
 def edited_prep(source: str, name: str, edit):
@@ -69,6 +59,7 @@ def main():
     p.add_argument("--shape", default="8,2048,16,128")
     p.add_argument("--chunks", default="64,32")
     p.add_argument("--iters", type=int, default=10)
+    p.add_argument("--edits", default=",".join(EDITS), help="which of the edits to time")
     args = p.parse_args()
     B, T, H, D = (int(n) for n in args.shape.split(","))
     os.environ.setdefault("FLEXLA_TUNE", "0")        # one config per kernel: only the edit differs
@@ -82,7 +73,8 @@ def main():
             call(getattr(fx, op), op, x)                  # compiles the module
             compiled = next(reversed(variant._compiled.values()))
             original = compiled.module.chunk_prep
-            for name, edit in EDITS.items():
+            for name in args.edits.split(","):
+                edit = EDITS[name]
                 compiled.module.chunk_prep = edited_prep(compiled.source, f"{op}_{chunk}_{name}", edit)
                 try:
                     times = dict(kernel_times(lambda: call(getattr(fx, op), op, x), args.iters))
