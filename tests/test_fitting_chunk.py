@@ -8,6 +8,7 @@ from triton.runtime.errors import OutOfResources, PTXASError
 from flexla import ops
 from flexla.frontend.errors import DoesNotFit
 from flexla.runtime import launch, tuning
+from flexla.variants import get
 from recurrences import simple_gla_ref
 from test_ops import TOL, inputs
 
@@ -116,6 +117,44 @@ def test_the_forward_times_its_chunk_against_half_of_it(monkeypatch, rel):
     o, _ = ops.chunk_simple_gla(x["q"], x["k"], x["v"], g=x["g"])
     assert set(chunks) == {32}
     (key, chosen), = [(k, c) for k, c in remembered.items() if "forward chunk" in k]
-    assert chosen == 32
+    assert chosen == (32, None)
     ro, _ = simple_gla_ref(*(x[n].double() for n in ("q", "k", "v")), g=x["g"].double())
+    assert rel(o, ro) < TOL
+
+
+def test_the_forward_also_times_the_output_split_where_v_is_wide(monkeypatch, rel):
+    """Where V is wider than 128 the forward's search also times each chunk with the output kernel
+    split along V (forward_ways); the way it picks is the way that runs: same results."""
+    monkeypatch.setattr(launch, "_FITTING_CHUNK", {})
+    monkeypatch.setattr(launch, "searches_chunk", lambda q, v, chunk, schedule: chunk >= 32)
+    q, v = torch.zeros(1, 8, 1, 16), torch.zeros(1, 8, 1, 136)
+    assert launch.forward_ways(q, v, 64, None) == [(64, None), (32, None), (64, True), (32, True)]
+    assert launch.forward_ways(q, v[..., :128], 64, None) == [(64, None), (32, None)]
+    splits, real_output_launch, real_search = [], launch.output_launch, tuning.search
+
+    def noting_split(*a, **kw):
+        out = real_output_launch(*a, **kw)
+        splits.append(out.NV > 1)
+        return out
+
+    def split_is_faster(run):
+        splits.clear()
+        run()
+        return 1.0 if splits == [True] else 2.0
+    monkeypatch.setattr(launch, "output_launch", noting_split)
+    monkeypatch.setattr(tuning, "_remember", lambda key, best: None)
+    monkeypatch.setattr(tuning, "search", lambda key, *a, **kw: real_search(
+        key, *a, **(dict(kw, timer=split_is_faster) if key and "forward chunk" in key else kw)))
+    gen = torch.Generator().manual_seed(5)
+    B, T, H, K, V = 1, 40, 1, 16, 136
+    q, k, v = (torch.randn(B, T, H, d, generator=gen) for d in (K, K, V))
+    g = torch.nn.functional.logsigmoid(torch.randn(B, T, H, generator=gen) + 2) / 4
+    variant = get("simple_gla")
+    old, variant.schedule = variant.schedule, "chunk"
+    try:
+        o, _ = variant(q, k, v, g)
+    finally:
+        variant.schedule = old
+    assert splits[-1] is True
+    ro, _ = simple_gla_ref(q.double(), k.double(), v.double(), g=g.double())
     assert rel(o, ro) < TOL

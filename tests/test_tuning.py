@@ -117,9 +117,9 @@ def test_small_tiles_keep_four_warps():
     assert tuning.candidates("bwd_grads", CONSTS) == [(4, 1), (8, 1)]
 
 
-def test_scans_carrying_a_large_state_slice_also_try_eight_warps():
+def test_scans_carrying_a_large_state_slice_also_try_eight_warps_at_one_to_three_stages():
     assert tuning.candidates("chunk_states", CONSTS) == tuning.LOOP_CANDIDATES            # 128 x 64
-    assert tuning.candidates("bwd_states", dict(CONSTS, K=256, BK=256)) == tuning.LOOP_CANDIDATES + [(8, 1)]
+    assert tuning.candidates("bwd_states", dict(CONSTS, K=256, BK=256)) == tuning.LOOP_CANDIDATES + [(8, 1), (8, 2), (8, 3)]
     assert tuning.candidates("fused_fwd", dict(CONSTS, K=256, BK=64, BV=64)) == tuning.LOOP_CANDIDATES  # K split
 
 

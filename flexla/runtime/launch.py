@@ -221,11 +221,25 @@ def forward(compiled, q, k, v, extras, scale, h0s, want_ht, chunk_size, schedule
     the GPU the chunk-parallel forward times the variant's chunk and half of it on the first call
     per shape bucket (chunk_search): a chunk that fits is not always the faster one (RWKV-6's
     output kernel at K = V = 256 on an H200: 0.41 ms at chunk 64, 0.25 at 32)."""
-    at = lambda chunk: with_fitting_chunk(lambda c: _forward(compiled, q, k, v, extras, scale, h0s, want_ht, c,
-                                                             schedule), fit_key(compiled, "forward", q, v), chunk)
-    ways = [chunk_size, chunk_size // 2] if searches_chunk(q, v, chunk_size, schedule) else [chunk_size]
-    return chunk_search(compiled, q, v, chunk_size, "forward", ways, at,
-                        pass_key(compiled, "forward", q, v, chunk_size, schedule, h0s, want_ht))
+    def at(way):
+        chunk, output_split = way if isinstance(way, tuple) else (way, None)   # an int: remembered before the split
+        return with_fitting_chunk(lambda c: _forward(compiled, q, k, v, extras, scale, h0s, want_ht, c, schedule,
+                                                     output_split), fit_key(compiled, "forward", q, v), chunk)
+    return chunk_search(compiled, q, v, chunk_size, "forward", forward_ways(q, v, chunk_size, schedule), at,
+                        pass_key(compiled, "forward", q, v, chunk_size, schedule, h0s, want_ht),
+                        name_of=lambda w: f"{w[0]}" + (" V split" if w[1] else ""), unit="chunk, output kernel")
+
+
+def forward_ways(q, v, chunk_size, schedule) -> list:
+    """The (chunk, output kernel's V split) pairs the forward times: the variant's chunk and half of
+    it, the split left to output_launch (None); where V is wider than 128 also each with the split
+    (True). There the whole-V output kernel spills, yet each V slice recomputes the chunk's scores,
+    so which wins depends on the variant (run 127, H200, (2, 4096, 8, 256), chunk 64: the delta
+    rule's output kernel 0.214 ms whole, 0.148 split; KDA's 0.348 whole, 0.492 split)."""
+    if not searches_chunk(q, v, chunk_size, schedule):
+        return [(chunk_size, None)]
+    halves = [chunk_size, chunk_size // 2]
+    return [(c, None) for c in halves] + [(c, True) for c in halves if v.shape[-1] > 128]
 
 
 def searches_chunk(q, v, chunk_size, schedule) -> bool:
@@ -236,7 +250,8 @@ def searches_chunk(q, v, chunk_size, schedule) -> bool:
     return q.device.type == "cuda" and chunk_size >= 32 and not fused
 
 
-def chunk_search(compiled, q, v, chunk_size, direction: str, ways: list, at, key_of_pass: tuple, name_of=None):
+def chunk_search(compiled, q, v, chunk_size, direction: str, ways: list, at, key_of_pass: tuple, name_of=None,
+                 unit="chunk"):
     """at(the fastest of ways), timed once per device, module and shape bucket and then remembered
     (runtime/tuning.search), where there are several ways; each way's kernels compiled ahead, all
     at once (runtime/precompile.py)."""
@@ -250,8 +265,7 @@ def chunk_search(compiled, q, v, chunk_size, direction: str, ways: list, at, key
         precompile.ahead_of_time(key_of_pass, [lambda way=way: at(way) for way in will_run], what)
     if key is None:
         return at(ways[0])
-    return at(tuning.search(key, ways, at, what=what, unit="chunk and gradient kernels" if name_of else "chunk",
-                            name_of=name_of))
+    return at(tuning.search(key, ways, at, what=what, unit=unit, name_of=name_of))
 
 
 def pass_key(compiled, direction: str, q, v, *rest) -> tuple:
@@ -264,7 +278,7 @@ def fit_key(compiled, direction: str, q, v) -> tuple:
     return compiled.meta["variant"], direction, compiled.key, q.shape[-1], v.shape[-1], q.dtype, q.device.type
 
 
-def _forward(compiled, q, k, v, extras, scale, h0s, want_ht, chunk_size, schedule):
+def _forward(compiled, q, k, v, extras, scale, h0s, want_ht, chunk_size, schedule, output_split=None):
     meta, mod = compiled.meta, compiled.module
     L = Launch.of(meta, q, v, chunk_size, scale, h0s is not None, want_ht)
     B, T, H, K, V, NT, NV = L.B, L.T, L.H, L.K, L.V, L.NT, L.NV
@@ -284,16 +298,17 @@ def _forward(compiled, q, k, v, extras, scale, h0s, want_ht, chunk_size, schedul
         L.run(mod.fused_fwd, (NV, B * H), ptrs)
     else:
         scan_states(compiled, q, v, chunk_size, scale, L, ptrs, bool(staged))
-        out = output_launch(compiled, q, v, chunk_size, scale, L, sm_count(q.device))
+        out = output_launch(compiled, q, v, chunk_size, scale, L, sm_count(q.device), output_split)
         out.run(mod.chunk_output, (NT, out.NV, B * H), ptrs)
     return o, hts
 
 
-def output_launch(compiled, q, v, chunk_size, scale, L: Launch, sms: int) -> Launch:
-    """The per-chunk output kernel splits V only when its chunks alone leave the GPU idle (fewer
-    than two programs per SM): each V slice recomputes the chunk's V-free work (its scores), which
-    a split would pay NV times. FLEXLA_OUTPUT_V_SPLIT=0/1 forces it (tuning experiments)."""
-    split = {"0": False, "1": True}.get(OUTPUT_V_SPLIT, L.NT * L.B * L.H < 2 * sms)
+def output_launch(compiled, q, v, chunk_size, scale, L: Launch, sms: int, split=None) -> Launch:
+    """The per-chunk output kernel splits V where the forward's search chose so (split True, see
+    forward_ways), or, by rule (None), only when its chunks alone leave the GPU idle (fewer than
+    two programs per SM): each V slice recomputes the chunk's V-free work (its scores), which a
+    split pays NV times. FLEXLA_OUTPUT_V_SPLIT=0/1 forces it (tuning experiments)."""
+    split = {"0": False, "1": True}.get(OUTPUT_V_SPLIT, split if split is not None else L.NT * L.B * L.H < 2 * sms)
     if L.NV == 1 or split:
         return L
     return whole_v(compiled, q, v, chunk_size, scale, L)
@@ -425,7 +440,7 @@ def backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_to
         ways = [(chunk_size, split_exists), (chunk_size // 2, False)]
     return chunk_search(compiled, q, v, chunk_size, "backward", ways, at,
                         pass_key(compiled, "backward", q, v, chunk_size, schedule, h0s, dhts, cap),
-                        name_of=lambda way: f"{way[0]} {'split' if way[1] else 'whole'}")
+                        name_of=lambda way: f"{way[0]} {'split' if way[1] else 'whole'}", unit="chunk and gradient kernels")
 
 
 def _backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_token, schedule, split, o=None):

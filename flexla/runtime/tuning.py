@@ -4,10 +4,10 @@ on the device, kept on disk.
 The space is small, pruned to what can pay off (measured per kernel on an H200, see
 docs/performance.md):
 - kernels that walk the chunks in a loop (the state scans, the fused schedule) can overlap the next
-  chunk's loads with this chunk's work: 1 or 3 pipeline stages, 4 warps; and 8 warps, 1 stage,
-  where the state slice a program carries is 256 x 64 or more (sm_90 compiles of the delta rule's
-  scan at D = 256: 380 B of spills a thread at 4 warps, none at 8; at 3 stages it needs 248 KB of
-  shared memory, more than the device has);
+  chunk's loads with this chunk's work: 1 or 3 pipeline stages, 4 warps; and 8 warps at 1, 2 or 3
+  stages where the state slice a program carries is 256 x 64 or more (sm_90 compiles of the delta
+  rule's scan at D = 256: 380 B of spills a thread at 4 warps, none at 8; 8 warps and 2 stages fit
+  at chunk 64 (192 KB of shared memory), 3 stages only at chunk 32 (144 KB; 272 at 64));
 - per-chunk kernels have no loop over memory; 8 warps give each thread half the registers' worth
   of the same tiles (the gradient kernels spill at 4): 4 or 8 warps, one stage, 8 only where the
   K and V tiles are 64 wide or more (on small tiles nothing spills, and HGRN's 16-wide tiles
@@ -51,6 +51,7 @@ CANNOT_RUN = (OutOfResources, PTXASError, DoesNotFit)
 LOOPING = {"chunk_states", "bwd_states", "fused_fwd", "bwd"}
 LOOP_CANDIDATES = [(4, 1), (4, 3)]
 BIG_STATE = 256 * 64          # state slice elements from which a loop also tries 8 warps
+BIG_STATE_CANDIDATES = [(8, 1), (8, 2), (8, 3)]
 PER_CHUNK_CANDIDATES = [(4, 1), (8, 1)]
 # the output kernel also tunes where its loads go (EARLY_LOADS, a third config entry): each just
 # before its first reader (codegen/kernels._at_first_use: less shared memory held, so more
@@ -76,7 +77,7 @@ def candidates(kernel_name: str, consts: dict) -> list[tuple]:
         # a [BK, BV] state slice of 16K fp32 values is 128 registers a thread at 4 warps, half of
         # what a thread has: such scans (the delta rules' at D = 256, which cannot split K) spill
         big_state = consts["BK"] * consts["BV"] >= BIG_STATE
-        return LOOP_CANDIDATES + [(8, 1)] * big_state
+        return LOOP_CANDIDATES + BIG_STATE_CANDIDATES * big_state
     if kernel_name == "bwd_grads" and consts["BK"] * consts["BV"] >= BIG_GRADS:
         # the whole gradient kernel at K, V tiles of 128: 4 warps were 4.6-5.4x slower than 8 at
         # chunk 32 (GLA 15.0 vs 2.8 ms, RWKV-6 19.7 vs 3.7, mLSTM 12.8 vs 2.7; run 72, H200), and
