@@ -193,9 +193,9 @@ def errors(fn, op, x, h0, ro, rht, rgrads, do, dht):
     return errs
 
 
-def correctness(device, dtype, shapes, tol, ops, peers):
-    """flexla (both schedules) against float64 recurrences; the peer's errors on the same inputs are
-    recorded beside them as context (they do not decide pass or fail)."""
+def correctness(device, dtype, shapes, tol, ops, peers, schedules=("fused", "chunk")):
+    """flexla (both schedules, or those given) against float64 recurrences; the peer's errors on the
+    same inputs are recorded beside them as context (they do not decide pass or fail)."""
     rows, ok = [], True
     for op in ops:
         for (B, T, H, K, V) in shapes:
@@ -215,7 +215,7 @@ def correctness(device, dtype, shapes, tol, ops, peers):
                     peer = max(errors(peers[op], *args).values())
                 except Exception as e:  # noqa: BLE001
                     log(f"peer check of {op} failed: {type(e).__name__}: {str(e)[:200]}")
-            for sched in ("fused", "chunk"):
+            for sched in schedules:
                 for v in VARIANTS:
                     get(v).schedule = sched
                 errs = errors(getattr(fx, op), *args)
@@ -411,6 +411,8 @@ def main():
     p.add_argument("--strong-gates", action="store_true", help="per-key gates of about e^-6 a step (GLA, KDA, "
                    "RWKV-6), which the gated products' fix-up pass computes")
     p.add_argument("--check-shapes", help="B,T,H,K,V;... shapes to check at instead of the four default ones")
+    p.add_argument("--check-schedules", help="schedules to check, default fused,chunk (KDA's "
+                   "fused backward at D = 256 keeps ptxas busy for minutes: check it with chunk alone)")
     p.add_argument("--tag", default="", help="suffix of the results file, for experiments: results<tag>.json")
     p.add_argument("--check-one", help=argparse.SUPPRESS)   # child of --jobs: check one op, print its rows
     p.add_argument("--warm-one", help=argparse.SUPPRESS)    # child of --jobs: compile one op's timed kernels
@@ -428,6 +430,9 @@ def main():
         os.environ["FLEXLA_BENCH_GATES"] = "strong"     # the children inherit it
     if args.check_shapes:
         os.environ["FLEXLA_BENCH_CHECK_SHAPES"] = args.check_shapes     # the children read it too
+    if args.check_schedules:
+        os.environ["FLEXLA_BENCH_CHECK_SCHEDULES"] = args.check_schedules
+    check_schedules = os.environ.get("FLEXLA_BENCH_CHECK_SCHEDULES", "fused,chunk").split(",")
     out = Path(os.environ.get("OUT", "/tmp" if args.dry else Path(__file__).parent))
     out.mkdir(parents=True, exist_ok=True)
     if args.dry:
@@ -451,14 +456,14 @@ def main():
         return
     peers = {} if args.no_peer_check else fla     # the peer's cold autotuning costs minutes per op
     if args.check_one:
-        ok, checks = correctness(device, dtype, check_shapes, tol, [args.check_one], peers)
+        ok, checks = correctness(device, dtype, check_shapes, tol, [args.check_one], peers, check_schedules)
         print("ROWS " + json.dumps(checks))
         return
     log(f"== correctness ({dtype}, tolerance {tol}) ==")
     try:
         check_ops = args.check_ops.split(",")
         ok, checks = ((True, []) if args.skip_check else
-                      correctness(device, dtype, check_shapes, tol, check_ops, peers) if args.jobs == 1 else
+                      correctness(device, dtype, check_shapes, tol, check_ops, peers, check_schedules) if args.jobs == 1 else
                       correctness_in_parallel(check_ops, args.jobs, args.dry, args.no_peer_check))
     except Exception:  # noqa: BLE001
         traceback.print_exc()
