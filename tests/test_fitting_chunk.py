@@ -158,3 +158,23 @@ def test_the_forward_also_times_the_output_split_where_v_is_wide(monkeypatch, re
     assert splits[-1] is True
     ro, _ = simple_gla_ref(q.double(), k.double(), v.double(), g=g.double())
     assert rel(o, ro) < TOL
+
+
+def test_a_forward_chunk_remembered_before_the_split_ways_still_runs(monkeypatch, rel):
+    """Tuning tables written before the forward's ways became (chunk, output split) pairs hold a
+    plain chunk: it still runs."""
+    monkeypatch.setattr(launch, "_FITTING_CHUNK", {})
+    monkeypatch.setattr(launch, "searches_chunk", lambda q, v, chunk, schedule: chunk >= 32)
+    real_decided, real_run, chunks = tuning._decided, launch.Launch.run, []
+    monkeypatch.setattr(tuning, "_decided", lambda key, cands: 32 if key and "forward chunk" in key
+                        else real_decided(key, cands))
+
+    def run_noting_chunks(self, kernel, grid, pointers):
+        chunks.append(self.consts["BC"])
+        real_run(self, kernel, grid, pointers)
+    monkeypatch.setattr(launch.Launch, "run", run_noting_chunks)
+    x = inputs(5)
+    o, _ = ops.chunk_simple_gla(x["q"], x["k"], x["v"], g=x["g"])
+    assert set(chunks) == {32}
+    ro, _ = simple_gla_ref(*(x[n].double() for n in ("q", "k", "v")), g=x["g"].double())
+    assert rel(o, ro) < TOL
