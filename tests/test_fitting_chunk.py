@@ -128,8 +128,10 @@ def test_the_forward_also_times_the_output_split_where_v_is_wide(monkeypatch, re
     monkeypatch.setattr(launch, "_FITTING_CHUNK", {})
     monkeypatch.setattr(launch, "searches_chunk", lambda q, v, chunk, schedule: chunk >= 32)
     q, v = torch.zeros(1, 8, 1, 16), torch.zeros(1, 8, 1, 136)
-    assert launch.forward_ways(q, v, 64, None) == [(64, None), (32, None), (64, True), (32, True)]
-    assert launch.forward_ways(q, v[..., :128], 64, None) == [(64, None), (32, None)]
+    splits_v = {"v_split": True}
+    assert launch.forward_ways(splits_v, q, v, 64, None) == [(64, None), (32, None), (64, True), (32, True)]
+    assert launch.forward_ways(splits_v, q, v[..., :128], 64, None) == [(64, None), (32, None)]
+    assert launch.forward_ways({"v_split": False}, q, v, 64, None) == [(64, None), (32, None)]   # nothing to split
     splits, real_output_launch, real_search = [], launch.output_launch, tuning.search
 
     def noting_split(*a, **kw):

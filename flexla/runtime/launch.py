@@ -225,21 +225,23 @@ def forward(compiled, q, k, v, extras, scale, h0s, want_ht, chunk_size, schedule
         chunk, output_split = way if isinstance(way, tuple) else (way, None)   # an int: remembered before the split
         return with_fitting_chunk(lambda c: _forward(compiled, q, k, v, extras, scale, h0s, want_ht, c, schedule,
                                                      output_split), fit_key(compiled, "forward", q, v), chunk)
-    return chunk_search(compiled, q, v, chunk_size, "forward", forward_ways(q, v, chunk_size, schedule), at,
+    ways = forward_ways(compiled.meta, q, v, chunk_size, schedule)
+    return chunk_search(compiled, q, v, chunk_size, "forward", ways, at,
                         pass_key(compiled, "forward", q, v, chunk_size, schedule, h0s, want_ht),
                         name_of=lambda w: f"{w[0]}" + (" V split" if w[1] else ""), unit="chunk, output kernel")
 
 
-def forward_ways(q, v, chunk_size, schedule) -> list:
+def forward_ways(meta, q, v, chunk_size, schedule) -> list:
     """The (chunk, output kernel's V split) pairs the forward times: the variant's chunk and half of
-    it, the split left to output_launch (None); where V is wider than 128 also each with the split
-    (True). There the whole-V output kernel spills, yet each V slice recomputes the chunk's scores,
-    so which wins depends on the variant (run 127, H200, (2, 4096, 8, 256), chunk 64: the delta
-    rule's output kernel 0.214 ms whole, 0.148 split; KDA's 0.348 whole, 0.492 split)."""
+    it, the split left to output_launch (None); where V is wider than 128 and the variant's forward
+    splits V at all (meta v_split), also each with the split (True). There the whole-V output
+    kernel spills, yet each V slice recomputes the chunk's scores, so which wins depends on the
+    variant (run 127, H200, (2, 4096, 8, 256), chunk 64: the delta rule's output kernel 0.214 ms
+    whole, 0.148 split; KDA's 0.348 whole, 0.492 split)."""
     if not searches_chunk(q, v, chunk_size, schedule):
         return [(chunk_size, None)]
     halves = [chunk_size, chunk_size // 2]
-    return [(c, None) for c in halves] + [(c, True) for c in halves if v.shape[-1] > 128]
+    return [(c, None) for c in halves] + [(c, True) for c in halves if meta["v_split"] and v.shape[-1] > 128]
 
 
 def searches_chunk(q, v, chunk_size, schedule) -> bool:
@@ -440,7 +442,8 @@ def backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_to
         ways = [(chunk_size, split_exists), (chunk_size // 2, False)]
     return chunk_search(compiled, q, v, chunk_size, "backward", ways, at,
                         pass_key(compiled, "backward", q, v, chunk_size, schedule, h0s, dhts, cap),
-                        name_of=lambda way: f"{way[0]} {'split' if way[1] else 'whole'}", unit="chunk and gradient kernels")
+                        name_of=lambda way: f"{way[0]} {'split' if way[1] else 'whole'}",
+                        unit="chunk and gradient kernels")
 
 
 def _backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_token, schedule, split, o=None):
