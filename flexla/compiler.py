@@ -22,6 +22,7 @@ from .frontend.size_independence import check_size_independent
 from .frontend.trace import SECOND_SIZES, backward_step, forward_step, trace
 from .ir import C, K, V, Graph
 from .passes.forward_output import read_forward_output
+from .passes.forward_staged import graft_forward_staged, reads_states
 from .passes.partition import grad_kernels, partition_backward, partition_forward
 from .passes.pipeline import debug, run_passes
 from .passes.precision import read_as_dot_operand
@@ -95,10 +96,18 @@ def compile_variant(name: str, callbacks: dict, extras: list[Extra], states: lis
         return Compiled(key, module, cache.path_for(key), module.META, True)
     print(f"flexla: compiling {name}: traced in {time.perf_counter() - start:.1f}s, generating kernels ...",
           file=sys.stderr, flush=True)
-    fplans, bplans = partition_forward(fwd), partition_backward(bwd, options.split_grads())
+    fplans = partition_forward(fwd)
+    fstaged = fplans["chunk_states"].graph.meta["staged"]
+    grafted, fstaged_in_bwd = graft_forward_staged(bwd, fwd, fstaged)
+    bplans = partition_backward(grafted, options.split_grads(), fstaged_in_bwd)
+    if fstaged_in_bwd and reads_states(bplans["bwd_prep"].graph, states):
+        # this prep must run after the forward's scan (mLSTM's stages the normaliser q n): keep both preps
+        fstaged_in_bwd, bplans = [], partition_backward(bwd, options.split_grads())
+    else:
+        bwd = grafted
     grads = grad_kernels(bplans)
     try:
-        fstaged, bstaged = fplans["chunk_states"].graph.meta["staged"], bplans["bwd_states"].graph.meta["staged"]
+        bstaged = bplans["bwd_states"].graph.meta["staged"]
         kernels = [kernel_source(p, extras, states, "forward", fstaged) for p in fplans.values()]
         kernels += [kernel_source(p, extras, states, "backward", bstaged) for p in bplans.values()]
     except NotImplementedError as e:
@@ -127,6 +136,9 @@ def compile_variant(name: str, callbacks: dict, extras: list[Extra], states: lis
         # (name, tile dims, stored in the input dtype)
         "staged": staged_meta(fstaged, fwd, [fplans["chunk_states"], fplans["chunk_output"]]),
         "bwd_staged": staged_meta(bstaged, bwd, [bplans["bwd_states"], bplans["bwd_grads"]]),
+        # per forward staged tensor, its place among the backward's (forward_staged.py): the
+        # backward's prep writes them and the forward's scan reads them there; empty where it does not
+        "bwd_stages_forward": [bstaged.index(n) for n in fstaged_in_bwd],
         "split_grad_kernels": grads,
         # gradient kernels that mix no lanes along V (a split kernel computing dv alone): the
         # launcher may give each program a slice of V, where whole V tiles would not fit
@@ -144,6 +156,9 @@ def compile_variant(name: str, callbacks: dict, extras: list[Extra], states: lis
         # per-chunk kernels with gated products: the launcher runs each again as its fix-up pass
         "gated_kernels": [k.name for k in kernels if k.gated],
     }
+    for f, b in zip(meta["staged"], meta["bwd_stages_forward"]):   # in fp32 unless both directions may not
+        name, dims, low = meta["bwd_staged"][b]
+        meta["bwd_staged"][b] = (name, dims, low and f[2])
     source = render_module(variant=name, key=key, version=VERSION, forward_ir=str(fwd),
                            backward_ir=str(bwd), kernels=kernels, meta=meta)
     path = cache.store(key, source)

@@ -166,14 +166,19 @@ def shared_with_prep(graph: Graph, staged: list[str], other: Graph) -> list[str]
     return [n.name for n in graph.nodes if n.name in shared and n.name not in staged and keep(n)]
 
 
-def stage(graph: Graph, scan: Graph, other: Graph, prep_name: str):
+def stage(graph: Graph, scan: Graph, other: Graph, prep_name: str, also: list[str] = ()):
     """Staging for one direction: the prep kernel's plan (none when nothing is staged), and the
-    scan and the per-chunk graph with the staged tensors read back."""
+    scan and the per-chunk graph with the staged tensors read back. `also`: tensors the prep kernel
+    writes besides, for another kernel (the forward's scan, forward_staged.py); this direction's
+    kernels compute them as before (a gradient kernel reading the delta rule's u back rather than
+    recomputing it was no faster on an H200, run 133)."""
     staged = staged_tensors(scan)
     staged += shared_with_prep(graph, staged, read_back(other, staged))
+    read = list(staged)
+    staged += [n for n in also if n not in staged]
     prep = graph.subgraph({f"stage:{n}": n for n in staged})
     plans = {prep_name: KernelPlan(prep_name, prep, {"intra": _body(prep)})} if staged else {}
-    return plans, read_back(scan, staged), read_back(other, staged), staged
+    return plans, read_back(scan, read), read_back(other, read), staged
 
 
 def partition_forward(graph: Graph) -> dict[str, KernelPlan]:
@@ -195,18 +200,22 @@ def partition_forward(graph: Graph) -> dict[str, KernelPlan]:
     }
 
 
-def partition_backward(graph: Graph, split_grads: str = "auto") -> dict[str, KernelPlan]:
+def partition_backward(graph: Graph, split_grads: str = "auto", forward_staged: list[str] = ()
+                       ) -> dict[str, KernelPlan]:
     """The fused backward (one reverse walk computing everything), and its chunk-parallel split:
     the state gradient's reverse scan alone, then every chunk's input gradients in parallel: by
     `bwd_grads`, or where the gradients split (split_by_output.py) by two kernels as well, say
-    `bwd_grads_dq_dk_d_g` and `bwd_grads_dv`; the launcher times both ways (runtime/launch.py)."""
+    `bwd_grads_dq_dk_d_g` and `bwd_grads_dv`; the launcher times both ways (runtime/launch.py).
+    `forward_staged`: the graph's names of the forward scan's staged tensors (forward_staged.py),
+    which the backward's prep kernel stages too, so that the forward's need not run."""
     body = lambda g: {"grad": _body(g)}
     is_state_grad = lambda role: role.startswith("dS")
     scan = graph.subgraph({k: v for k, v in graph.outputs.items() if is_state_grad(k)})
     grads = graph.subgraph({k: v for k, v in graph.outputs.items() if not is_state_grad(k)})
-    prep, scan, grads, staged = stage(graph, scan, grads, "bwd_prep")
+    prep, scan, grads, staged = stage(graph, scan, grads, "bwd_prep", forward_staged)
     scan, grads = scan.replace(staged=staged), grads.replace(staged=staged)
-    plans = {"bwd": KernelPlan("bwd", graph, body(graph)),
+    fused = graph.subgraph(graph.outputs)           # without the forward's staged tensors
+    plans = {"bwd": KernelPlan("bwd", fused, body(fused)),
              **prep,
              "bwd_states": KernelPlan("bwd_states", scan, body(scan)),
              "bwd_grads": KernelPlan("bwd_grads", grads, body(grads))}

@@ -381,17 +381,23 @@ def whole_v(compiled, q, v, chunk_size, scale, L: Launch) -> Launch:
     return Launch.of(compiled.meta, q, v, chunk_size, scale, L.consts["USE_H0"], L.consts["USE_HT"], v_split=False)
 
 
-def chunk_states(compiled, q, k, v, extras, scale, h0s, chunk_size):
-    """The states entering every chunk, [B*H, NT, *state] each (recomputed for the backward)."""
+def state_buffers(compiled, q, v, chunk_size) -> list:
+    """Room for the states entering every chunk, [B*H, NT, *state] each (the backward's recompute)."""
+    (B, T, _, K), (H, V) = q.shape, v.shape[2:]
+    return [_empty(B * H, tuning.cdiv(T, chunk_size), *state_sizes(t, K, V), dtype=between_kernels(q, low),
+                   device=v.device) for t, low in zip(compiled.meta["states"], compiled.meta["bwd_states_in_input_dtype"])]
+
+
+def chunk_states(compiled, q, k, v, extras, scale, h0s, chunk_size, states, staged=None):
+    """Writes into `states` the states entering every chunk (recomputed for the backward).
+    `staged`: the forward scan's staged tensors, already written (by the backward's prep kernel,
+    passes/forward_staged.py); otherwise the forward's prep kernel writes them first."""
     L = Launch.of(compiled.meta, q, v, chunk_size, scale, h0s is not None, False)
-    size = lambda tile: state_sizes(tile, L.K, L.V)
-    states = [_empty(L.B * L.H, L.NT, *size(t), dtype=between_kernels(q, low), device=v.device)
-              for t, low in zip(compiled.meta["states"], compiled.meta["bwd_states_in_input_dtype"])]
     per_state = [x for i, st in enumerate(states) for x in (h0s[i] if h0s is not None else q, q, st)]
-    staged = staged_buffers(compiled.meta["staged"], L, q, chunk_size)
-    ptrs = [q, k, v, *extras, q, *per_state, *staged, gate_flags(compiled, L, ["chunk_prep"])]
-    scan_states(compiled, q, v, chunk_size, scale, L, ptrs, bool(staged))
-    return states
+    prep = staged is None and bool(compiled.meta["staged"])
+    staged = staged_buffers(compiled.meta["staged"], L, q, chunk_size) if staged is None else staged
+    ptrs = [q, k, v, *extras, q, *per_state, *staged, gate_flags(compiled, L, ["chunk_prep"] if prep else [])]
+    scan_states(compiled, q, v, chunk_size, scale, L, ptrs, prep)
 
 
 def scan_states(compiled, q, v, chunk_size, scale, L: Launch, ptrs, staged: bool):
@@ -451,7 +457,6 @@ def _backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_t
     (batch, head) in reverse once; the chunk-parallel one runs the state-gradient scan alone
     (V split when legal) and then every chunk's gradients in parallel (by the split gradient
     kernels when `split`), for one more fp32 state per chunk of memory (`dstates`)."""
-    states = chunk_states(compiled, q, k, v, extras, scale, h0s, chunk_size)
     L = Launch.of(compiled.meta, q, v, chunk_size, scale, h0s is not None, dhts is not None, v_split=False)
     B, H, NT = L.B, L.H, L.NT
     size = lambda tile: state_sizes(tile, L.K, L.V)
@@ -472,6 +477,7 @@ def _backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_t
                else _empty(B, NT, *e.shape, dtype=state_dtype(q), device=e.device)
                for e, tok in zip(extras, per_token)]
     dh0s = [_empty(B, H, *size(t), dtype=state_dtype(q), device=q.device) for t in tiles] if h0s is not None else None
+    states = state_buffers(compiled, q, v, chunk_size)
     dstates = [_empty(B * H, NT, *size(t), dtype=between_kernels(q, low), device=q.device) if sched == "chunk" else q
                for t, low in zip(tiles, compiled.meta["dstates_in_input_dtype"])]
     per_state = [x for i in range(len(tiles)) for x in (states[i], dstates[i], dhts[i] if dhts is not None else q,
@@ -485,11 +491,19 @@ def _backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_t
     o = do if o is None else o.contiguous()        # do stands in for an o the kernels do not read
     pointers = lambda ds: [q, k, v, *extras, do, o, *per_state, dq, dk, dv, *ds, *staged, flags]
     ptrs = pointers(dextras)
+    recompute = lambda fwd_staged=None: chunk_states(compiled, q, k, v, extras, scale, h0s, chunk_size, states,
+                                                     fwd_staged)
     if sched == "fused":
+        recompute()
         L.run(compiled.module.bwd, (1, B * H), ptrs)
     else:
-        if staged:      # a prep kernel stages some
+        if compiled.meta["bwd_stages_forward"]:   # one prep kernel stages for both scans
             L.run(compiled.module.bwd_prep, (NT, 1, B * H), ptrs)
+            recompute([staged[i] for i in compiled.meta["bwd_stages_forward"]])
+        else:
+            recompute()
+            if staged:      # a prep kernel stages some
+                L.run(compiled.module.bwd_prep, (NT, 1, B * H), ptrs)
         scan = scan_launch(compiled, q, v, chunk_size, scale, h0s is not None, dhts is not None, "backward")
         scan.run(compiled.module.bwd_states, (scan.NK * scan.NV, B * H), ptrs)
         for name in grads:
