@@ -22,7 +22,7 @@ from .frontend.size_independence import check_size_independent
 from .frontend.trace import SECOND_SIZES, backward_step, forward_step, trace
 from .ir import C, K, V, Graph
 from .passes.forward_output import read_forward_output
-from .passes.forward_staged import graft_forward_staged, reads_states
+from .passes.forward_staged import graft_forward_staged, reads_states, same_in_backward
 from .passes.partition import grad_kernels, partition_backward, partition_forward
 from .passes.pipeline import debug, run_passes
 from .passes.precision import read_as_dot_operand
@@ -77,8 +77,8 @@ def build_graphs(name: str, callbacks: dict, extras: list[Extra],
 
 
 def staged_meta(staged: list[str], graph: Graph, readers: list) -> list[tuple]:
-    return [(n, tuple(str(d) for d in graph[n].shape), all(read_as_dot_operand(p.graph, n) for p in readers))
-            for n in staged]
+    reads = lambda p, n: read_as_dot_operand(p.graph, n) or f"stage:{n}" in p.graph.outputs   # its writer
+    return [(n, tuple(str(d) for d in graph[n].shape), all(reads(p, n) for p in readers)) for n in staged]
 
 
 def compile_variant(name: str, callbacks: dict, extras: list[Extra], states: list[State] = DEFAULT_STATES,
@@ -98,11 +98,13 @@ def compile_variant(name: str, callbacks: dict, extras: list[Extra], states: lis
           file=sys.stderr, flush=True)
     fplans = partition_forward(fwd)
     fstaged = fplans["chunk_states"].graph.meta["staged"]
-    grafted, fstaged_in_bwd = graft_forward_staged(bwd, fwd, fstaged)
-    bplans = partition_backward(grafted, options.split_grads(), fstaged_in_bwd)
+    scan_staged = fplans["chunk_states"].graph.meta["scan_staged"]
+    grafted, fstaged_in_bwd = graft_forward_staged(bwd, fwd, [n for n in fstaged if n not in scan_staged])
+    scan_in_bwd = same_in_backward(grafted, fwd, scan_staged) if fstaged_in_bwd else []
+    bplans = partition_backward(grafted, options.split_grads(), fstaged_in_bwd, [n for n in scan_in_bwd if n])
     if fstaged_in_bwd and reads_states(bplans["bwd_prep"].graph, states):
         # this prep must run after the forward's scan (mLSTM's stages the normaliser q n): keep both preps
-        fstaged_in_bwd, bplans = [], partition_backward(bwd, options.split_grads())
+        fstaged_in_bwd, scan_in_bwd, bplans = [], [], partition_backward(bwd, options.split_grads())
     else:
         bwd = grafted
     grads = grad_kernels(bplans)
@@ -135,10 +137,16 @@ def compile_variant(name: str, callbacks: dict, extras: list[Extra], states: lis
         # chunk tensors a prep kernel writes for the scan and the per-chunk kernels (partition.py):
         # (name, tile dims, stored in the input dtype)
         "staged": staged_meta(fstaged, fwd, [fplans["chunk_states"], fplans["chunk_output"]]),
+        # those the forward's scan writes (the rest its prep kernel does: partition.written_by_scan)
+        "scan_staged": scan_staged,
         "bwd_staged": staged_meta(bstaged, bwd, [bplans["bwd_states"], bplans["bwd_grads"]]),
         # per forward staged tensor, its place among the backward's (forward_staged.py): the
-        # backward's prep writes them and the forward's scan reads them there; empty where it does not
-        "bwd_stages_forward": [bstaged.index(n) for n in fstaged_in_bwd],
+        # backward's prep writes those of the forward's prep, the forward's scan reads them there and
+        # writes its own there (None: a scratch buffer, no backward kernel reads it); empty where
+        # the backward runs the forward's prep
+        "bwd_stages_forward": [bstaged.index(n) for n in fstaged_in_bwd] + [
+            bstaged.index(n) if n in bstaged else None for n in scan_in_bwd]
+        if fstaged_in_bwd else [],
         "split_grad_kernels": grads,
         # gradient kernels that mix no lanes along V (a split kernel computing dv alone): the
         # launcher may give each program a slice of V, where whole V tiles would not fit
@@ -157,6 +165,8 @@ def compile_variant(name: str, callbacks: dict, extras: list[Extra], states: lis
         "gated_kernels": [k.name for k in kernels if k.gated],
     }
     for f, b in zip(meta["staged"], meta["bwd_stages_forward"]):   # in fp32 unless both directions may not
+        if b is None:
+            continue
         name, dims, low = meta["bwd_staged"][b]
         meta["bwd_staged"][b] = (name, dims, low and f[2])
     source = render_module(variant=name, key=key, version=VERSION, forward_ir=str(fwd),

@@ -92,9 +92,11 @@ def test_only_kernels_that_keep_lanes_apart_may_split():
     rwkv6 = get("rwkv6").compile().meta          # dv alone, du (a sum over V) with dq, dk, dw
     assert (rwkv6["v_split_grads"], rwkv6["k_split_grads"]) == (["bwd_grads_dv"], ["bwd_grads_dq_dk_d_w_d_u"])
     assert get("gla").compile().meta["k_split_grads"] == ["bwd_grads_dq_dk_d_g"]
-    delta = get("delta_rule").compile().meta                       # one gradient kernel; dq contracts V,
-    assert delta["v_split_grads"] == delta["k_split_grads"] == []  # its solves contract K,
-    assert delta["v_loop_grads"] == ["bwd_grads"]                  # a loop may walk V
+    # the delta rule's gradients split since they read u - w S from the scan (partition.written_by_scan):
+    delta = get("delta_rule").compile().meta        # dq (do S^T and the scores' part) keeps K's
+    assert delta["split_grad_kernels"] == ["bwd_grads_dq", "bwd_grads_dk_dv_d_beta"]   # lanes apart;
+    assert delta["v_split_grads"] == [] and delta["k_split_grads"] == ["bwd_grads_dq"]   # the solves
+    assert delta["v_loop_grads"] == ["bwd_grads", "bwd_grads_dq", "bwd_grads_dk_dv_d_beta"]  # contract K
 
 
 @pytest.mark.parametrize("name", ["retention", "gla", "rwkv6"])

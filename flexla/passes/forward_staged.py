@@ -50,3 +50,16 @@ def reads_states(prep: Graph, states) -> bool:
     """Whether a prep kernel's graph reads one of the forward's states (so it must run after the scan)."""
     needed, roles = prep.ancestors(prep.outputs.values()), {s.name for s in states}
     return any(n.a["role"] in roles for n in prep.inputs if n.name in needed)
+
+
+def same_in_backward(bwd: Graph, fwd: Graph, names: list[str]) -> list[str | None]:
+    """Per forward node in `names`, the backward node that computes the same (the same expression
+    over the same inputs), or None: the gradient kernels read those from the forward scan's run in
+    the backward (partition.written_by_scan) instead of computing them again."""
+    table = {}
+    bwd_ids, fwd_ids = expressions(bwd, table), expressions(fwd, table)
+    found = {}
+    for n in bwd.nodes:
+        if n.op is not Op.INPUT:
+            found.setdefault(bwd_ids[n.name], n.name)
+    return [found.get(fwd_ids[n]) for n in names]

@@ -27,11 +27,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..ir import C, Graph, Op
+from ..ir import C, V, Graph, Op
 from ..ir.graph import Node
 from .cost import flops, numel
 from .split_by_output import output_groups
-from .tiling import mixes
+from .tiling import k_split_blocker, mixes
 
 MACHINE_BALANCE = 180          # flop per byte: 750 TFLOP/s over 4.2 TB/s
 
@@ -166,19 +166,35 @@ def shared_with_prep(graph: Graph, staged: list[str], other: Graph) -> list[str]
     return [n.name for n in graph.nodes if n.name in shared and n.name not in staged and keep(n)]
 
 
-def stage(graph: Graph, scan: Graph, other: Graph, prep_name: str, also: list[str] = ()):
+def stage(graph: Graph, scan: Graph, other: Graph, prep_name: str, also: list[str] = (), written: list[str] = ()):
     """Staging for one direction: the prep kernel's plan (none when nothing is staged), and the
     scan and the per-chunk graph with the staged tensors read back. `also`: tensors the prep kernel
     writes besides, for another kernel (the forward's scan, forward_staged.py); this direction's
     kernels compute them as before (a gradient kernel reading the delta rule's u back rather than
     recomputing it was no faster on an H200, run 133)."""
     staged = staged_tensors(scan)
-    staged += shared_with_prep(graph, staged, read_back(other, staged))
+    staged += shared_with_prep(graph, staged, read_back(other, staged + list(written)))
     read = list(staged)
     staged += [n for n in also if n not in staged]
     prep = graph.subgraph({f"stage:{n}": n for n in staged})
     plans = {prep_name: KernelPlan(prep_name, prep, {"intra": _body(prep)})} if staged else {}
-    return plans, read_back(scan, read), read_back(other, read), staged
+    return plans, read_back(scan, read), read_back(other, read + list(written)), staged + list(written)
+
+
+def written_by_scan(graph: Graph, scan: Graph, output: Graph) -> list[str]:
+    """The [C, V] tiles that depend on the state, that the scan computes anyway and that the
+    per-chunk kernel `output` would compute again (the delta rules' corrected values u - w S,
+    FLA's v_new): the scan writes them per chunk and `output` reads them back, so it needs neither
+    the product with the state nor its operands (w, u). Only where the scan never splits K (a
+    slice of K would hold a part of such a tile); a V slice writes its own lanes."""
+    if k_split_blocker(scan) is None:
+        return []
+    s_dep = graph.descendants(state_inputs(graph))
+    candidates = [n.name for n in output.nodes if n.name in s_dep and n.name in scan and n.op is not Op.INPUT
+                  and n.shape == (C, V)]
+    read = read_back(output, candidates)
+    used = {i for n in read.nodes for i in n.inputs} | set(read.outputs.values())
+    return [n for n in candidates if n in used]
 
 
 def partition_forward(graph: Graph) -> dict[str, KernelPlan]:
@@ -191,7 +207,10 @@ def partition_forward(graph: Graph) -> dict[str, KernelPlan]:
     if materialized:
         raise NotImplementedError(f"the cost rule asks to materialise {materialized}; reading chunk "
                                   "tensors back is not implemented yet, so flexla recomputes only")
-    meta = {"recompute": decision, "staged": staged}
+    from_scan = written_by_scan(graph, states_graph, output_graph)
+    states_graph = states_graph.replace(outputs={**states_graph.outputs, **{f"stage:{n}": n for n in from_scan}})
+    output_graph = read_back(output_graph, from_scan)
+    meta = {"recompute": decision, "staged": staged + from_scan, "scan_staged": from_scan}
     return {
         "fused_fwd": fused,
         **prep,
@@ -200,19 +219,22 @@ def partition_forward(graph: Graph) -> dict[str, KernelPlan]:
     }
 
 
-def partition_backward(graph: Graph, split_grads: str = "auto", forward_staged: list[str] = ()
-                       ) -> dict[str, KernelPlan]:
+def partition_backward(graph: Graph, split_grads: str = "auto", forward_staged: list[str] = (),
+                       forward_scan: list[str] = ()) -> dict[str, KernelPlan]:
     """The fused backward (one reverse walk computing everything), and its chunk-parallel split:
     the state gradient's reverse scan alone, then every chunk's input gradients in parallel: by
     `bwd_grads`, or where the gradients split (split_by_output.py) by two kernels as well, say
     `bwd_grads_dq_dk_d_g` and `bwd_grads_dv`; the launcher times both ways (runtime/launch.py).
     `forward_staged`: the graph's names of the forward scan's staged tensors (forward_staged.py),
-    which the backward's prep kernel stages too, so that the forward's need not run."""
+    which the backward's prep kernel stages too, so that the forward's need not run; `forward_scan`:
+    the graph's names of what the forward's scan writes (written_by_scan), which the gradient
+    kernels read back from its run in the backward."""
     body = lambda g: {"grad": _body(g)}
     is_state_grad = lambda role: role.startswith("dS")
     scan = graph.subgraph({k: v for k, v in graph.outputs.items() if is_state_grad(k)})
     grads = graph.subgraph({k: v for k, v in graph.outputs.items() if not is_state_grad(k)})
-    prep, scan, grads, staged = stage(graph, scan, grads, "bwd_prep", forward_staged)
+    forward_scan = [n for n in forward_scan if n in grads]
+    prep, scan, grads, staged = stage(graph, scan, grads, "bwd_prep", forward_staged, forward_scan)
     scan, grads = scan.replace(staged=staged), grads.replace(staged=staged)
     fused = graph.subgraph(graph.outputs)           # without the forward's staged tensors
     plans = {"bwd": KernelPlan("bwd", fused, body(fused)),

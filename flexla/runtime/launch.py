@@ -299,7 +299,7 @@ def _forward(compiled, q, k, v, extras, scale, h0s, want_ht, chunk_size, schedul
     if sched == "fused":
         L.run(mod.fused_fwd, (NV, B * H), ptrs)
     else:
-        scan_states(compiled, q, v, chunk_size, scale, L, ptrs, bool(staged))
+        scan_states(compiled, q, v, chunk_size, scale, L, ptrs, has_prep(meta))
         out = output_launch(compiled, q, v, chunk_size, scale, L, sm_count(q.device), output_split)
         out.run(mod.chunk_output, (NT, out.NV, B * H), ptrs)
     return o, hts
@@ -392,12 +392,22 @@ def chunk_states(compiled, q, k, v, extras, scale, h0s, chunk_size, states, stag
     """Writes into `states` the states entering every chunk (recomputed for the backward).
     `staged`: the forward scan's staged tensors, already written (by the backward's prep kernel,
     passes/forward_staged.py); otherwise the forward's prep kernel writes them first."""
-    L = Launch.of(compiled.meta, q, v, chunk_size, scale, h0s is not None, False)
+    meta = compiled.meta
+    L = Launch.of(meta, q, v, chunk_size, scale, h0s is not None, False)
     per_state = [x for i, st in enumerate(states) for x in (h0s[i] if h0s is not None else q, q, st)]
-    prep = staged is None and bool(compiled.meta["staged"])
-    staged = staged_buffers(compiled.meta["staged"], L, q, chunk_size) if staged is None else staged
+    prep = staged is None and has_prep(meta)
+    if staged is None:
+        staged = staged_buffers(meta["staged"], L, q, chunk_size)
+    else:       # None: room for what the scan writes (partition.written_by_scan) and no one reads
+        staged = [s if s is not None else staged_buffers([e], L, q, chunk_size)[0]
+                  for s, e in zip(staged, meta["staged"])]
     ptrs = [q, k, v, *extras, q, *per_state, *staged, gate_flags(compiled, L, ["chunk_prep"] if prep else [])]
     scan_states(compiled, q, v, chunk_size, scale, L, ptrs, prep)
+
+
+def has_prep(meta) -> bool:
+    """Whether the forward has a prep kernel: it stages what its scan does not write."""
+    return len(meta["staged"]) > len(meta["scan_staged"])
 
 
 def scan_states(compiled, q, v, chunk_size, scale, L: Launch, ptrs, staged: bool):
@@ -499,10 +509,10 @@ def _backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_t
     else:
         if compiled.meta["bwd_stages_forward"]:   # one prep kernel stages for both scans
             L.run(compiled.module.bwd_prep, (NT, 1, B * H), ptrs)
-            recompute([staged[i] for i in compiled.meta["bwd_stages_forward"]])
+            recompute([staged[i] if i is not None else None for i in compiled.meta["bwd_stages_forward"]])
         else:
             recompute()
-            if staged:      # a prep kernel stages some
+            if "bwd_prep" in compiled.meta["kernels"]:
                 L.run(compiled.module.bwd_prep, (NT, 1, B * H), ptrs)
         scan = scan_launch(compiled, q, v, chunk_size, scale, h0s is not None, dhts is not None, "backward")
         scan.run(compiled.module.bwd_states, (scan.NK * scan.NV, B * H), ptrs)

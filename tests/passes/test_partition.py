@@ -151,7 +151,7 @@ def _delta_rule_forward():
     A = b.add(Op.ADD, b.add(Op.EYE, shape=(C, C)), b.add(Op.TRIL, b.add(Op.MM, k, kt), diagonal=-1))
     T = b.add(Op.TRIINV, A, unit=True, upper=False)
     w, u = b.add(Op.MM, T, k, name="w"), b.add(Op.MM, T, v, name="u")
-    vn = b.add(Op.SUB, u, b.add(Op.MM, w, S))
+    vn = b.add(Op.SUB, u, b.add(Op.MM, w, S), name="vn")
     o = b.add(Op.ADD, b.add(Op.MM, q, S), b.add(Op.MM, b.add(Op.TRIL, b.add(Op.MM, q, kt), diagonal=0), vn))
     return b.build(o=o, S_next=b.add(Op.ADD, S, b.add(Op.MM, kt, vn))), T
 
@@ -165,7 +165,13 @@ def test_state_kernel_reads_staged_tensors_instead_of_computing_them():
     for g in (states, output):
         verify(g)
         assert g["w"].op is Op.INPUT and g["u"].op is Op.INPUT and T not in g
-        assert g.meta["staged"] == ["w", "u"]
+        assert g.meta["staged"] == ["w", "u", "vn"] and g.meta["scan_staged"] == ["vn"]
+    # the corrected values u - w S: the scan computes them and writes them, the output kernel reads
+    # them, and needs neither w nor u nor the product with S any more
+    assert states["vn"].op is Op.SUB and states.outputs["stage:vn"] == "vn"
+    used = {i for n in output.nodes for i in n.inputs}
+    assert output["vn"].op is Op.INPUT and not {"w", "u"} & used
+    assert [n.op for n in output.nodes].count(Op.MM) == 3        # q S, q k^T, A vn
     assert plans["fused_fwd"].graph is graph and graph["w"].op is Op.MM        # fused recomputes all
 
 
@@ -263,3 +269,14 @@ def test_nothing_more_staged_without_an_inverse():
     assert plans["bwd_prep"].graph.outputs == {"stage:wt": "wt"}
     assert plans["bwd_grads"].graph["w"].op is Op.MM
     assert plans["bwd_grads"].graph["A"].op is not Op.INPUT
+
+
+def test_the_scan_writes_nothing_the_output_does_not_share():
+    """Linear attention: the scan's only state-dependent value is the next state; the output's
+    q S is its own."""
+    b = GraphBuilder()
+    S, q, k, v = b.input("S", (K, V)), b.input("q", (C, K)), b.input("k", (C, K)), b.input("v", (C, V))
+    o = b.add(Op.ADD, b.add(Op.MM, q, S, name="qS"), v)
+    plans = partition_forward(b.build(o=o, S_next=b.add(Op.ADD, S, b.add(Op.MM, b.add(Op.TRANSPOSE, k), v))))
+    assert plans["chunk_states"].graph.meta["scan_staged"] == []
+    assert plans["chunk_output"].graph["qS"].op is Op.MM
