@@ -41,6 +41,37 @@ def render(results: dict) -> str:
     return "\n".join(out)
 
 
+def fastest_peer(results: list, history: list[list]) -> str:
+    """The conservative reading: every row's ratio taken against the fastest peer time recorded for
+    its op, shape and mode in any results file (the peer's times move by up to 2x between runs on
+    unchanged code), per mode: geometric mean, rows at or above 1.0, rows below 0.8."""
+    best = {}
+    for r in [r for rows in history for r in rows] + results:
+        if r.get("fla_ms"):
+            key = (r["op"], tuple(r["shape"]), r["mode"])
+            best[key] = min(best.get(key, math.inf), r["fla_ms"])
+    out = []
+    for mode in ("fwd", "fwdbwd"):
+        s = [best[(r["op"], tuple(r["shape"]), mode)] / r["flexla_ms"] for r in results
+             if r["mode"] == mode and r.get("fla_ms") and r.get("flexla_ms")]
+        if s:
+            out.append(f"{mode}: {math.exp(sum(map(math.log, s)) / len(s)):.2f} over {len(s)} rows, "
+                       f"{sum(x >= 1 for x in s)} at or above 1.0, {sum(x < 0.8 for x in s)} below 0.8")
+    return "\n".join(out)
+
+
 if __name__ == "__main__":
-    path = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).parent / "results.json")
-    print(render(json.loads(path.read_text())))
+    # report.py [results.json] renders the tables; report.py --fastest-peer [results.json] prints
+    # the conservative reading against every bench/results*.json
+    fastest = "--fastest-peer" in sys.argv
+    args = [a for a in sys.argv[1:] if a != "--fastest-peer"]
+    path = Path(args[0] if args else Path(__file__).parent / "results.json")
+    results = json.loads(path.read_text())
+    if fastest:
+        history = []
+        for f in sorted(Path(__file__).parent.glob("results*.json")):
+            rows = json.loads(f.read_text())
+            history.append([r for r in rows if isinstance(r, dict) and "shape" in r] if isinstance(rows, list) else [])
+        print(fastest_peer(results, history))
+    else:
+        print(render(results))

@@ -167,8 +167,8 @@ def compile_variant(name: str, callbacks: dict, extras: list[Extra], states: lis
     for f, b in zip(meta["staged"], meta["bwd_stages_forward"]):   # in fp32 unless both directions may not
         if b is None:
             continue
-        name, dims, low = meta["bwd_staged"][b]
-        meta["bwd_staged"][b] = (name, dims, low and f[2])
+        tensor, dims, low = meta["bwd_staged"][b]
+        meta["bwd_staged"][b] = (tensor, dims, low and f[2])
     source = render_module(variant=name, key=key, version=VERSION, forward_ir=str(fwd),
                            backward_ir=str(bwd), kernels=kernels, meta=meta)
     path = cache.store(key, source)

@@ -17,6 +17,15 @@ def test_show_prints_forward_and_backward_kernels():
     assert "@triton.jit" in out.stdout and "# Forward IR" in out.stdout and "# Backward IR" in out.stdout
 
 
+def test_the_source_and_the_log_name_the_variant():
+    """The delta rule's backward stages the forward's tensors (passes/forward_staged.py): the
+    header and the compile log still name the variant, not one of those tensors."""
+    out = flexla("show", "delta_rule")
+    assert out.returncode == 0, out.stderr
+    assert "for the variant `DeltaNet`" in out.stdout
+    assert "compiled DeltaNet in" in out.stderr or "compiled" not in out.stderr     # a warm cache logs nothing
+
+
 def test_list_and_unknown_name():
     assert set(flexla("list").stdout.split()) >= {"linear_attn", "retention", "simple_gla", "gla"}
     bad = flexla("show", "nope")

@@ -2,7 +2,7 @@ from graphs import GraphBuilder, expr
 
 from flexla.frontend.states import parse_states
 from flexla.ir import C, K, V, Op, verify
-from flexla.passes.forward_staged import graft_forward_staged, reads_states
+from flexla.passes.forward_staged import graft_forward_staged, reads_states, same_in_backward
 from flexla.passes.partition import partition_backward
 
 
@@ -14,7 +14,7 @@ def _forward():
     T = b.add(Op.TRIINV, b.add(Op.ADD, b.add(Op.EYE, shape=(C, C)), b.add(Op.TRIL, kk, diagonal=-1)),
               unit=True, upper=False)
     w, u = b.add(Op.MM, T, k, name="w"), b.add(Op.MM, T, v, name="u")
-    vn = b.add(Op.SUB, u, b.add(Op.MM, w, S))
+    vn = b.add(Op.SUB, u, b.add(Op.MM, w, S), name="vn")
     return b.build(S_next=b.add(Op.ADD, S, b.add(Op.MM, b.add(Op.TRANSPOSE, k), vn)))
 
 
@@ -73,3 +73,18 @@ def test_a_prep_reading_a_state_is_seen():
     S, q = b.input("S", (K, V)), b.input("q", (C, K))
     prep = b.build(**{"stage:qs": b.add(Op.MM, q, S)})
     assert reads_states(prep, parse_states("[K, V]"))
+
+
+def test_what_the_forward_scan_writes_is_found_in_the_backward_by_expression():
+    """The gradient kernel of a backward that recomputes u - w S (as `vn_b`) reads it from the
+    forward scan's run; a forward value the backward lacks has no match."""
+    b = GraphBuilder()
+    S, k, v = b.input("S", (K, V)), b.input("k", (C, K)), b.input("v", (C, V))
+    kk = b.add(Op.MM, k, b.add(Op.TRANSPOSE, k))
+    T = b.add(Op.TRIINV, b.add(Op.ADD, b.add(Op.EYE, shape=(C, C)), b.add(Op.TRIL, kk, diagonal=-1)),
+              unit=True, upper=False)
+    w = b.add(Op.MM, T, k, name="w_b")
+    vn = b.add(Op.SUB, b.add(Op.MM, T, v), b.add(Op.MM, w, S), name="vn_b")
+    bwd = b.build(dv=b.add(Op.EXP, vn))
+    assert same_in_backward(bwd, _forward(), ["vn", "w"]) == ["vn_b", "w_b"]
+    assert same_in_backward(_backward(), _forward(), ["vn", "u"]) == [None, None]
