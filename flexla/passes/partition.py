@@ -22,6 +22,10 @@ one): in a Triton program every such scan or reduction goes through shared memor
 so each step of the scan waited for several of them; read back, they cost a few bytes per row.
 And so is a [C, K] tile built on a [C, K] scan of rows (GLA's decayed keys): the scan reads it in
 place of the tiles it was built from, so its bytes do not grow.
+
+The other way round, a state-dependent [C, V] tile the scan computes and the output kernel would
+compute again (the delta rules' u - w S) is written by the scan and read by the output kernel
+(written_by_scan).
 """
 from __future__ import annotations
 
