@@ -19,14 +19,20 @@ from ..ir import Graph, Op
 from .forward_output import expressions
 
 
-def graft_forward_staged(bwd: Graph, fwd: Graph, staged: list[str]) -> tuple[Graph, list[str]]:
-    """`bwd` with the forward nodes `staged` (and what they need) added where it lacks them, and
-    each one's name in it; (bwd, []) where a forward input they need is not a backward input."""
+def _in_backward(bwd: Graph, fwd: Graph) -> tuple[dict, dict]:
+    """(expression id -> the first backward node computing it, forward node -> its expression id)."""
     table = {}
     bwd_ids, fwd_ids = expressions(bwd, table), expressions(fwd, table)
     found = {}
     for n in bwd.nodes:
         found.setdefault(bwd_ids[n.name], n.name)
+    return found, fwd_ids
+
+
+def graft_forward_staged(bwd: Graph, fwd: Graph, staged: list[str]) -> tuple[Graph, list[str]]:
+    """`bwd` with the forward nodes `staged` (and what they need) added where it lacks them, and
+    each one's name in it; (bwd, []) where a forward input they need is not a backward input."""
+    found, fwd_ids = _in_backward(bwd, fwd)
     taken = {n.name for n in bwd.nodes}
     name_in_bwd, added, needed = {}, [], fwd.ancestors(staged)
     for n in fwd.nodes:
@@ -53,13 +59,8 @@ def reads_states(prep: Graph, states) -> bool:
 
 
 def same_in_backward(bwd: Graph, fwd: Graph, names: list[str]) -> list[str | None]:
-    """Per forward node in `names`, the backward node that computes the same (the same expression
-    over the same inputs), or None: the gradient kernels read those from the forward scan's run in
-    the backward (partition.written_by_scan) instead of computing them again."""
-    table = {}
-    bwd_ids, fwd_ids = expressions(bwd, table), expressions(fwd, table)
-    found = {}
-    for n in bwd.nodes:
-        if n.op is not Op.INPUT:
-            found.setdefault(bwd_ids[n.name], n.name)
+    """Per forward node in `names` (computed, not inputs), the backward node that computes the same
+    (the same expression over the same inputs), or None: the gradient kernels read those from the
+    forward scan's run in the backward (partition.written_by_scan) instead of computing them again."""
+    found, fwd_ids = _in_backward(bwd, fwd)
     return [found.get(fwd_ids[n]) for n in names]

@@ -176,13 +176,14 @@ def stage(graph: Graph, scan: Graph, other: Graph, prep_name: str, also: list[st
     writes besides, for another kernel (the forward's scan, forward_staged.py); this direction's
     kernels compute them as before (a gradient kernel reading the delta rule's u back rather than
     recomputing it was no faster on an H200, run 133)."""
+    written = list(written)
     staged = staged_tensors(scan)
-    staged += shared_with_prep(graph, staged, read_back(other, staged + list(written)))
+    staged += shared_with_prep(graph, staged, read_back(other, staged + written))
     read = list(staged)
     staged += [n for n in also if n not in staged]
     prep = graph.subgraph({f"stage:{n}": n for n in staged})
     plans = {prep_name: KernelPlan(prep_name, prep, {"intra": _body(prep)})} if staged else {}
-    return plans, read_back(scan, read), read_back(other, read + list(written)), staged + list(written)
+    return plans, read_back(scan, read), read_back(other, read + written), staged + written
 
 
 def written_by_scan(graph: Graph, scan: Graph, output: Graph) -> list[str]:

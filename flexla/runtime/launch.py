@@ -410,9 +410,10 @@ def has_prep(meta) -> bool:
     return len(meta["staged"]) > len(meta["scan_staged"])
 
 
-def scan_states(compiled, q, v, chunk_size, scale, L: Launch, ptrs, staged: bool):
-    """The chunk-parallel prep kernel (when tensors are staged), then the sequential state scan."""
-    if staged:
+def scan_states(compiled, q, v, chunk_size, scale, L: Launch, ptrs, prep: bool):
+    """The chunk-parallel prep kernel (when `prep`: it has tensors to stage and they are not
+    written yet), then the sequential state scan."""
+    if prep:
         whole_v(compiled, q, v, chunk_size, scale, L).run(compiled.module.chunk_prep, (L.NT, 1, L.B * L.H), ptrs)
     scan = scan_launch(compiled, q, v, chunk_size, scale, L.consts["USE_H0"], L.consts["USE_HT"], "forward")
     scan.run(compiled.module.chunk_states, (scan.NK * scan.NV, L.B * L.H), ptrs)
