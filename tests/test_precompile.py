@@ -1,6 +1,7 @@
 """Tuning candidates compiled at once before the search (runtime/precompile.py). Nothing compiles
 under the interpreter, so a fake kernel records what it was asked to compile and under which mode;
 the last test compiles for Hopper through real Triton in a process without the interpreter."""
+import ast
 import os
 import subprocess
 import sys
@@ -39,6 +40,25 @@ def test_nothing_to_overlap_or_a_failure_leaves_the_compiles_to_the_launches():
     assert precompile.precompile(object(), (1,), [], {}, [((4, 1), 0), ((8, 1), 0)]) == 0       # not a JIT kernel
     assert precompile.precompile(Recorder(fail=True), (1,), [], {}, [((4, 1), 0), ((8, 1), 0)]) == 0
     assert _async_compile.active_mode.get() is None
+
+
+class FailsOnce(Recorder):
+    """Fails its first compile, as a Triton warmup did under concurrent parses (below)."""
+
+    def warmup(self, *pointers, **kw):
+        if not self.calls and not self.fail:
+            self.fail = True
+            raise SystemError("AST constructor recursion depth mismatch (before=33, after=97)")
+        self.fail = False
+        self.calls.append(ast.parse is precompile._locked_parse)
+
+
+def test_one_failed_compile_leaves_the_others_to_compile_ahead_and_parses_take_turns():
+    k = FailsOnce()
+    parse = ast.parse
+    assert precompile.precompile(k, (1,), [], {}, [((4, 1), 0), ((8, 1), 0), ((8, 2), 0)]) == 2
+    assert k.calls == [True, True]              # the rest still compiled, with ast.parse serialised
+    assert ast.parse is parse                   # and given back
 
 
 def test_only_what_the_search_will_launch_is_compiled_early(monkeypatch, tmp_path):

@@ -15,8 +15,11 @@ whatever fails here is compiled (or reported) by the launches as before.
 """
 from __future__ import annotations
 
+import ast
+import contextlib
 import os
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
@@ -76,11 +79,46 @@ def compile_all(jobs) -> int:
         return 0
     try:
         from triton.runtime._async_compile import AsyncCompileMode
-        with ThreadPoolExecutor(min(len(jobs), os.cpu_count() or 1)) as pool:
-            with AsyncCompileMode(pool, ignore_errors=True):
-                for kernel, grid, pointers, consts, cfg, gates in jobs:
+    except ImportError:
+        return 0
+    started = 0
+    with _one_parse_at_a_time(), ThreadPoolExecutor(min(len(jobs), os.cpu_count() or 1)) as pool:
+        with AsyncCompileMode(pool, ignore_errors=True):
+            for kernel, grid, pointers, consts, cfg, gates in jobs:
+                try:
                     kernel.warmup(*pointers, grid=grid, **dict(consts, GATES=gates, **tuning.knobs(cfg)),
                                   num_warps=cfg[0], num_stages=cfg[1])
-    except Exception:  # noqa: BLE001 -- the launches compile what is missing
-        return 0
-    return len(jobs)
+                    started += 1
+                except Exception:  # noqa: BLE001 -- its launch compiles it (or reports why not)
+                    pass
+    return started
+
+
+_PARSE_LOCK = threading.RLock()
+_PATCH = {"users": 0, "parse": None}
+_PATCH_LOCK = threading.Lock()
+
+
+def _locked_parse(*args, **kwargs):
+    with _PARSE_LOCK:
+        return _PATCH["parse"](*args, **kwargs)
+
+
+@contextlib.contextmanager
+def _one_parse_at_a_time():
+    """Triton parses each kernel's source (`ast.parse`) in the thread that compiles it, and CPython
+    3.11's AST construction keeps its recursion depth per interpreter, not per thread: two parses at
+    once fail now and then with "SystemError: AST constructor recursion depth mismatch", which cost
+    KDA's cold first call its overlap (every compile after the failure ran later, one by one). While
+    any compile_all runs, ast.parse takes a lock."""
+    with _PATCH_LOCK:
+        if _PATCH["users"] == 0:
+            _PATCH["parse"], ast.parse = ast.parse, _locked_parse
+        _PATCH["users"] += 1
+    try:
+        yield
+    finally:
+        with _PATCH_LOCK:
+            _PATCH["users"] -= 1
+            if _PATCH["users"] == 0:
+                ast.parse = _PATCH["parse"]
