@@ -98,6 +98,45 @@ def test_scan_splits_k_until_every_sm_has_a_program(B, H, NK, monkeypatch):
     assert launch.scan_launch(get("gla").compile(), q, v, 64, 1.0, False, False, "forward").NK == min(NK, 2)
 
 
+def test_scan_narrows_its_v_slices_down_to_scan_bv_where_sms_are_idle(monkeypatch):
+    """FLEXLA_SCAN_BV (default 64: no narrower V slice) lets a scan that cannot split K, the delta
+    rule's, take more programs from V: 32 programs at (1, 16 heads, V = 128) become 64 in slices of
+    32 on 132 SMs, where 256 programs stay as they were; no other kernel narrows."""
+    monkeypatch.setattr(launch, "sm_count", lambda device: 132)
+    compiled = get("delta_rule").compile()
+    scan = lambda B: launch.scan_launch(compiled, torch.zeros(B, 64, 16, 128), torch.zeros(B, 64, 16, 128), 64,
+                                        1.0, False, False, "forward")
+    assert (scan(1).NV, scan(1).consts["BV"]) == (2, 64)
+    monkeypatch.setattr(launch, "SCAN_BV", 32)
+    assert (scan(1).NV, scan(1).consts["BV"], scan(1).NK) == (4, 32, 1)
+    assert scan(8).consts["BV"] == 64
+    assert block_sizes(64, 128, 128, True, max_bv=32)["BV"] == 64            # elsewhere still 64 at least
+
+
+def test_scans_in_narrow_v_slices_give_the_same_results(monkeypatch, rel):
+    """The delta rule's scans (forward, and backward) in V slices of 32 against its whole scan."""
+    inputs, call = _inputs("delta_rule", K=64, V=64)
+
+    def run():
+        xs = [x.detach().clone().requires_grad_() for x in inputs]
+        o, ht = call(*xs)
+        (o.square().sum() + ht.sum()).backward()
+        return [o, ht, *(x.grad for x in xs)]
+    variant = get("delta_rule")
+    old = variant.schedule, variant.chunk_size
+    variant.schedule, variant.chunk_size = "chunk", 16
+    try:
+        whole = run()
+        monkeypatch.setattr(launch, "SCAN_BV", 32)
+        monkeypatch.setattr(launch, "sm_count", lambda device: 1000)
+        assert launch.scan_launch(variant.compile(), inputs[0], inputs[2], 16, 1.0, True, True, "backward").NV == 2
+        narrow = run()
+    finally:
+        variant.schedule, variant.chunk_size = old
+    for a, b in zip(narrow, whole):
+        assert rel(a, b) < 1e-5
+
+
 def test_scans_split_along_k_at_the_default_slices(monkeypatch, rel):
     """K = V = 128 in two K slices of 64 (what the GPU runs for few heads), forward and backward
     scans, against the float64 recurrence."""

@@ -19,6 +19,8 @@ OUTPUT_V_SPLIT = os.environ.get("FLEXLA_OUTPUT_V_SPLIT", "auto")
 # the narrowest K slice of a state scan split along K (scan_launch); FLEXLA_SCAN_BK sets it
 # (experiments, and checks at small K)
 SCAN_BK = int(os.environ.get("FLEXLA_SCAN_BK", "64"))
+# the narrowest V slice of a state scan (scan_launch); FLEXLA_SCAN_BV sets it
+SCAN_BV = int(os.environ.get("FLEXLA_SCAN_BV", "64"))
 # the widest V slice of a gradient kernel that may split V (grad_launch); FLEXLA_GRAD_MAX_BV sets
 # it (checks of the split at small V)
 GRAD_MAX_BV = int(os.environ.get("FLEXLA_GRAD_MAX_BV", "128"))
@@ -45,17 +47,18 @@ DOT_DTYPES = {torch.bfloat16: tl.bfloat16, torch.float16: tl.float16, torch.floa
               torch.float64: tl.float64}
 
 
-def block_sizes(C: int, K: int, V: int, v_split: bool, max_bv: int = 64, max_bk: int | None = None) -> dict:
+def block_sizes(C: int, K: int, V: int, v_split: bool, max_bv: int = 64, max_bk: int | None = None,
+                narrow_v: bool = False) -> dict:
     """Tiles of a launch: V whole or (where the compiler found V separable, passes/tiling.py) in
     slices of at most max_bv; K whole, or for a state scan split along K, in slices of max_bk;
-    none narrower than 64 unless both are 16 wide (NARROW_TILES)."""
+    none narrower than 64 unless both are 16 wide (NARROW_TILES), or V in a scan (narrow_v)."""
     BK, BV = max(16, tuning.pow2(K)), max(16, tuning.pow2(V))
     if v_split:
         BV = min(BV, max_bv)
     if max_bk:
         BK = min(BK, max(16, max_bk))
     if not NARROW_TILES and max(BK, BV) > 16:
-        BK, BV = max(64, BK), max(64, BV)
+        BK, BV = max(64, BK), BV if narrow_v and BV < 64 <= BK else max(64, BV)
     return {"BC": C, "BK": BK, "BV": BV, "NK": tuning.cdiv(K, BK), "NV": tuning.cdiv(V, BV)}
 
 
@@ -106,17 +109,20 @@ class Launch:
     _kept: dict = {}
 
     @classmethod
-    def of(cls, meta, q, v, chunk_size, scale, use_h0, use_ht, v_split=None, k_split=None, max_bv=64) -> "Launch":
+    def of(cls, meta, q, v, chunk_size, scale, use_h0, use_ht, v_split=None, k_split=None, max_bv=64,
+           narrow_v=False) -> "Launch":
         key = (id(meta), tuple(q.shape), tuple(v.shape[2:]), q.dtype, q.device, chunk_size, float(scale),
-               bool(use_h0), bool(use_ht), v_split, k_split, max_bv)
+               bool(use_h0), bool(use_ht), v_split, k_split, max_bv, narrow_v)
         found = cls._kept.get(key)
         if found is None:
             if len(cls._kept) >= cls.KEPT:
                 cls._kept.pop(next(iter(cls._kept)))
-            found = cls._kept[key] = cls(meta, q, v, chunk_size, scale, use_h0, use_ht, v_split, k_split, max_bv)
+            found = cls._kept[key] = cls(meta, q, v, chunk_size, scale, use_h0, use_ht, v_split, k_split, max_bv,
+                                         narrow_v)
         return found
 
-    def __init__(self, meta, q, v, chunk_size, scale, use_h0, use_ht, v_split=None, k_split=None, max_bv=64):
+    def __init__(self, meta, q, v, chunk_size, scale, use_h0, use_ht, v_split=None, k_split=None, max_bv=64,
+                 narrow_v=False):
         self.meta = meta        # held, so that id(meta) in Launch.of's key stays this meta's
         self.variant, self.device = meta["variant"], q.device
         self.kernels: dict = {}
@@ -124,7 +130,8 @@ class Launch:
         self.B, self.T, HQK, self.K = q.shape
         self.H, self.V = v.shape[2], v.shape[-1]          # q and k may have fewer heads (GQA)
         split = meta["v_split"] if v_split is None else v_split
-        bs = block_sizes(chunk_size, self.K, self.V, split, max_bv, max_bk=k_split)   # k_split: the K slice, if any
+        bs = block_sizes(chunk_size, self.K, self.V, split, max_bv, max_bk=k_split,   # k_split: the K slice, if any
+                         narrow_v=narrow_v)
         self.NK, self.NV, self.NT = bs.pop("NK"), bs.pop("NV"), tuning.cdiv(self.T, chunk_size)
         # 16-wide tiles (both head dims 16 or less: block_sizes) multiply in fp32 on the CUDA cores
         # ("ieee"), away from the tensor-core path that failed at narrow tiles (NARROW_TILES)
@@ -425,16 +432,25 @@ def scan_launch(compiled, q, v, chunk_size, scale, use_h0, use_ht, direction: st
     latency adds up; where the compiler found the scan separable along K (passes/tiling.py), K is
     then split too, into the fewest slices (down to SCAN_BK wide) that give every SM a program:
     more programs, each with a smaller step (FLA's state kernels tile K and V in 64s). Slices of 64
-    are what the H200 timed; 32 passed the GPU check but was not timed."""
+    are what the H200 timed; 32 passed the GPU check but was not timed. Then V slices narrow the
+    same way down to SCAN_BV: 64 by default, so not at all; FLEXLA_SCAN_BV=32 is for the scans that
+    cannot split K (the delta rules': FLA's run in V slices of 32 at few heads), not yet checked or
+    timed on a GPU (32-wide tiles once gave wrong gradients there: NARROW_TILES)."""
     meta, bwd = compiled.meta, direction == "backward"
     v_split = meta["bwd_v_split"] if bwd else meta["v_split"]
     L = Launch.of(meta, q, v, chunk_size, scale, use_h0, use_ht, v_split=v_split)
-    sms, programs, bk = sm_count(q.device), L.B * L.H * L.NV, L.consts["BK"]
+    sms, bk, bv = sm_count(q.device), L.consts["BK"], L.consts["BV"]
+    programs = lambda: L.B * L.H * tuning.cdiv(L.K, bk) * tuning.cdiv(L.V, bv)
     if meta["bwd_k_split" if bwd else "k_split"]:
-        while bk > SCAN_BK and programs * tuning.cdiv(L.K, bk) < sms:
+        while bk > SCAN_BK and programs() < sms:
             bk //= 2
-    return L if bk == L.consts["BK"] else Launch.of(meta, q, v, chunk_size, scale, use_h0, use_ht,
-                                                     v_split=v_split, k_split=bk)
+    if v_split:
+        while bv > SCAN_BV and programs() < sms:
+            bv //= 2
+    if (bk, bv) == (L.consts["BK"], L.consts["BV"]):
+        return L
+    return Launch.of(meta, q, v, chunk_size, scale, use_h0, use_ht, v_split=v_split,
+                     k_split=bk if bk < L.consts["BK"] else None, max_bv=bv, narrow_v=bv < 64)
 
 
 def backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_token, schedule=None, o=None):
