@@ -106,8 +106,8 @@ def _locked_parse(*args, **kwargs):
 
 @contextlib.contextmanager
 def _one_parse_at_a_time():
-    """Triton parses each kernel's source (`ast.parse`) in the thread that compiles it, and CPython
-    3.11's AST construction keeps its recursion depth per interpreter, not per thread: two parses at
+    """Triton parses each kernel's source (`ast.parse`) in the thread that compiles it, and CPython's
+    AST construction (seen on 3.11.7) keeps its recursion depth per interpreter, not per thread: two parses at
     once fail now and then with "SystemError: AST constructor recursion depth mismatch", which cost
     KDA's cold first call its overlap (every compile after the failure ran later, one by one). While
     any compile_all runs, ast.parse takes a lock."""
