@@ -45,8 +45,10 @@ def _inputs(name, B=1, T=40, H=2, K=24, V=20):
     if name == "mlstm":
         return [q, k, v, r(B, T, H), r(B, T, H) + 3, r(B, H, K, V), r(B, H, K)], \
             lambda q, k, v, i, f, C0, n0: ops.chunk_mlstm(q, k, v, i, f, initial_state=(C0, n0), output_final_state=True)
-    extras = {"gla": [log_decay], "rwkv6": [log_decay, 0.5 * r(H, K)], "delta_rule": [torch.rand(B, T, H, generator=gen)]}
-    if name == "delta_rule":
+    beta, g = torch.rand(B, T, H, generator=gen), torch.nn.functional.logsigmoid(r(B, T, H) + 2) / 4
+    extras = {"gla": [log_decay], "rwkv6": [log_decay, 0.5 * r(H, K)], "delta_rule": [beta],
+              "gated_delta_rule": [g, beta], "kda": [log_decay, beta]}
+    if name in ("delta_rule", "gated_delta_rule", "kda"):
         k = torch.nn.functional.normalize(k, dim=-1)
     variant = get(name)
     return [q, k, v, *extras[name], r(B, H, K, V)], \
@@ -113,16 +115,18 @@ def test_scan_narrows_its_v_slices_down_to_scan_bv_where_sms_are_idle(monkeypatc
     assert block_sizes(64, 128, 128, True, max_bv=32)["BV"] == 64            # elsewhere still 64 at least
 
 
-def test_scans_in_narrow_v_slices_give_the_same_results(monkeypatch, rel):
-    """The delta rule's scans (forward, and backward) in V slices of 32 against its whole scan."""
-    inputs, call = _inputs("delta_rule", K=64, V=64)
+@pytest.mark.parametrize("name", ["delta_rule", "gated_delta_rule", "kda", "mlstm"])   # mLSTM's also splits K
+def test_scans_in_narrow_v_slices_give_the_same_results(name, monkeypatch, rel):
+    """Scans (forward, and backward) in V slices of 32 against whole ones."""
+    inputs, call = _inputs(name, K=64, V=64)
 
     def run():
         xs = [x.detach().clone().requires_grad_() for x in inputs]
         o, ht = call(*xs)
-        (o.square().sum() + ht.sum()).backward()
-        return [o, ht, *(x.grad for x in xs)]
-    variant = get("delta_rule")
+        hts = ht if isinstance(ht, (tuple, list)) else [ht]
+        (o.square().sum() + sum(h.sum() for h in hts)).backward()
+        return [o, *hts, *(x.grad for x in xs)]
+    variant = get(name)
     old = variant.schedule, variant.chunk_size
     variant.schedule, variant.chunk_size = "chunk", 16
     try:
