@@ -55,12 +55,10 @@ def _inputs(name, B=1, T=40, H=2, K=24, V=20):
         lambda *xs: variant(*xs[:-1], initial_state=xs[-1], output_final_state=True)
 
 
-@pytest.mark.parametrize("name", ["gla", "mlstm", "rwkv6", "delta_rule"])   # delta_rule: K not separable
-def test_scans_split_along_k_give_the_same_results(name, monkeypatch, rel):
-    """With more SMs than scan programs, the scans of separable variants split K (here into two
-    slices of 16, K = 24 so the second is partial); outputs, final states and gradients match the
-    unsplit launch."""
-    inputs, call = _inputs(name)
+def _whole_then_changed(name, inputs_and_call, change, monkeypatch):
+    """Outputs, final states and gradients of variant `name` on the chunk schedule at chunk 16, as
+    launched by default and then on more SMs than programs with `change(monkeypatch)` applied."""
+    inputs, call = inputs_and_call
 
     def run():
         xs = [x.detach().clone().requires_grad_() for x in inputs]
@@ -73,13 +71,23 @@ def test_scans_split_along_k_give_the_same_results(name, monkeypatch, rel):
     variant.schedule, variant.chunk_size = "chunk", 16
     try:
         whole = run()
-        monkeypatch.setattr(launch, "SCAN_BK", 16)
-        monkeypatch.setattr(launch, "NARROW_TILES", True)         # slices of 16 on the interpreter
         monkeypatch.setattr(launch, "sm_count", lambda device: 1000)
-        split = run()
+        change(monkeypatch)
+        return whole, run()
     finally:
         variant.schedule, variant.chunk_size = old
-    assert variant.compile().meta["k_split"] == (name != "delta_rule")
+
+
+@pytest.mark.parametrize("name", ["gla", "mlstm", "rwkv6", "delta_rule"])   # delta_rule: K not separable
+def test_scans_split_along_k_give_the_same_results(name, monkeypatch, rel):
+    """With more SMs than scan programs, the scans of separable variants split K (here into two
+    slices of 16, K = 24 so the second is partial); outputs, final states and gradients match the
+    unsplit launch."""
+    def split(monkeypatch):
+        monkeypatch.setattr(launch, "SCAN_BK", 16)
+        monkeypatch.setattr(launch, "NARROW_TILES", True)         # slices of 16 on the interpreter
+    whole, split = _whole_then_changed(name, _inputs(name), split, monkeypatch)
+    assert get(name).compile().meta["k_split"] == (name != "delta_rule")
     for a, b in zip(split, whole):
         assert rel(a, b) < 1e-5
 
@@ -120,23 +128,10 @@ def test_scans_in_narrow_v_slices_give_the_same_results(name, monkeypatch, rel):
     """Scans (forward, and backward) in V slices of 32 against whole ones."""
     inputs, call = _inputs(name, K=64, V=64)
 
-    def run():
-        xs = [x.detach().clone().requires_grad_() for x in inputs]
-        o, ht = call(*xs)
-        hts = ht if isinstance(ht, (tuple, list)) else [ht]
-        (o.square().sum() + sum(h.sum() for h in hts)).backward()
-        return [o, *hts, *(x.grad for x in xs)]
-    variant = get(name)
-    old = variant.schedule, variant.chunk_size
-    variant.schedule, variant.chunk_size = "chunk", 16
-    try:
-        whole = run()
+    def narrow(monkeypatch):
         monkeypatch.setattr(launch, "SCAN_BV", 32)
-        monkeypatch.setattr(launch, "sm_count", lambda device: 1000)
-        assert launch.scan_launch(variant.compile(), inputs[0], inputs[2], 16, 1.0, True, True, "backward").NV == 2
-        narrow = run()
-    finally:
-        variant.schedule, variant.chunk_size = old
+        assert launch.scan_launch(get(name).compile(), inputs[0], inputs[2], 16, 1.0, True, True, "backward").NV == 2
+    whole, narrow = _whole_then_changed(name, (inputs, call), narrow, monkeypatch)
     for a, b in zip(narrow, whole):
         assert rel(a, b) < 1e-5
 

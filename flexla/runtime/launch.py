@@ -58,7 +58,7 @@ def block_sizes(C: int, K: int, V: int, v_split: bool, max_bv: int = 64, max_bk:
     if max_bk:
         BK = min(BK, max(16, max_bk))
     if not NARROW_TILES and max(BK, BV) > 16:
-        BK, BV = max(64, BK), BV if narrow_v and BV < 64 <= BK else max(64, BV)
+        BK, BV = max(64, BK), BV if narrow_v else max(64, BV)
     return {"BC": C, "BK": BK, "BV": BV, "NK": tuning.cdiv(K, BK), "NV": tuning.cdiv(V, BV)}
 
 
