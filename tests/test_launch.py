@@ -109,21 +109,22 @@ def test_scan_splits_k_until_every_sm_has_a_program(B, H, NK, monkeypatch):
 
 
 def test_scan_narrows_its_v_slices_down_to_scan_bv_where_sms_are_idle(monkeypatch):
-    """FLEXLA_SCAN_BV (default 64: no narrower V slice) lets a scan that cannot split K, the delta
-    rule's, take more programs from V: 32 programs at (1, 16 heads, V = 128) become 64 in slices of
-    32 on 132 SMs, where 256 programs stay as they were; no other kernel narrows."""
+    """A scan that cannot split K, the delta rule's, takes more programs from V instead: 32 programs
+    at (1, 16 heads, V = 128) become 64 in slices of 32 (SCAN_BV) on 132 SMs, where 256 programs
+    stay as they were; a scan that splits K keeps V slices of 64; no other kernel narrows."""
     monkeypatch.setattr(launch, "sm_count", lambda device: 132)
     compiled = get("delta_rule").compile()
-    scan = lambda B: launch.scan_launch(compiled, torch.zeros(B, 64, 16, 128), torch.zeros(B, 64, 16, 128), 64,
-                                        1.0, False, False, "forward")
-    assert (scan(1).NV, scan(1).consts["BV"]) == (2, 64)
-    monkeypatch.setattr(launch, "SCAN_BV", 32)
+    scan = lambda B, c=compiled: launch.scan_launch(c, torch.zeros(B, 64, 16, 128), torch.zeros(B, 64, 16, 128),
+                                                    64, 1.0, False, False, "forward")
     assert (scan(1).NV, scan(1).consts["BV"], scan(1).NK) == (4, 32, 1)
     assert scan(8).consts["BV"] == 64
+    assert (scan(1, get("gla").compile()).NK, scan(1, get("gla").compile()).consts["BV"]) == (2, 64)
+    monkeypatch.setattr(launch, "SCAN_BV", 64)                               # FLEXLA_SCAN_BV=64: never narrower
+    assert (scan(1).NV, scan(1).consts["BV"]) == (2, 64)
     assert block_sizes(64, 128, 128, True, max_bv=32)["BV"] == 64            # elsewhere still 64 at least
 
 
-@pytest.mark.parametrize("name", ["delta_rule", "gated_delta_rule", "kda", "mlstm"])   # mLSTM's also splits K
+@pytest.mark.parametrize("name", ["delta_rule", "gated_delta_rule", "kda"])
 def test_scans_in_narrow_v_slices_give_the_same_results(name, monkeypatch, rel):
     """Scans (forward, and backward) in V slices of 32 against whole ones."""
     inputs, call = _inputs(name, K=64, V=64)

@@ -123,6 +123,14 @@ def test_scans_carrying_a_large_state_slice_also_try_eight_warps_at_one_to_three
     assert tuning.candidates("fused_fwd", dict(CONSTS, K=256, BK=64, BV=64)) == tuning.LOOP_CANDIDATES  # K split
 
 
+def test_scans_in_narrow_v_slices_never_run_at_one_stage():
+    """4 warps at 1 stage gave wrong states on the H200 in V slices of 32; 16-wide tiles (CUDA cores)
+    keep the usual loop candidates."""
+    narrow = tuning.candidates("chunk_states", dict(CONSTS, BK=128, BV=32))
+    assert narrow == tuning.NARROW_V_LOOP_CANDIDATES and all(stages > 1 for _, stages in narrow)
+    assert tuning.candidates("bwd_states", dict(CONSTS, BK=16, BV=16)) == tuning.LOOP_CANDIDATES
+
+
 def test_search_over_plain_values_keeps_them_plain(tmp_path):
     """The backward's chunk size is searched the same way: ints stay ints on disk and back."""
     runs = []

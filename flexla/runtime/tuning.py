@@ -17,8 +17,12 @@ The backward's chunk may differ from the forward's (it recomputes its states): C
 over the whole backward pass. Smaller chunks shrink the per-chunk gradient kernel's tiles, which
 spill at C = 64 for the gated and delta ops (measured: GLA 6.0 -> 4.3 ms, KDA 15.6 -> 11.8 ms) and
 cost more state traffic for the simple ones (retention 1.4 -> 2.1 ms).
-(Narrower V slices for the scans were tried as a third candidate and dropped: KDA's kernels
-crashed with V slices of 32, not yet explained.)
+- a scan in V slices of 32 (runtime/launch.scan_launch: the delta rules' and KDA's at few heads)
+  pipelines at 2 or 3 stages, never 1: at 4 warps and 1 stage the delta rule's scan gave wrong
+  states and illegal addresses on the H200 at 4096 tokens or more (run 144; Triton 3.6; right at
+  300), while 4x2, 4x3, 2x1 and 2x3 matched 64-wide slices bit for bit (run 145). Not explained:
+  the TTGIR of 4x1 looks sound. Likely the fault that crashed KDA's scans when slices of 32 were an extra
+  candidate (runs 12-14).
 Each candidate runs on the call's own buffers (a kernel only writes its outputs, so running it
 again is harmless) and is timed with CUDA events. The fastest is kept per device, Triton version,
 module, kernel and shape bucket (head dims, dtype, tile sizes, powers of two of the program and
@@ -50,6 +54,7 @@ from ..frontend.errors import DoesNotFit
 CANNOT_RUN = (OutOfResources, PTXASError, DoesNotFit)
 LOOPING = {"chunk_states", "bwd_states", "fused_fwd", "bwd"}
 LOOP_CANDIDATES = [(4, 1), (4, 3)]
+NARROW_V_LOOP_CANDIDATES = [(4, 2), (4, 3)]     # V slices under 64 on the tensor cores: no 4x1
 BIG_STATE = 256 * 64          # state slice elements from which a loop also tries 8 warps
 BIG_STATE_CANDIDATES = [(8, 1), (8, 2), (8, 3)]
 PER_CHUNK_CANDIDATES = [(4, 1), (8, 1)]
@@ -77,7 +82,8 @@ def candidates(kernel_name: str, consts: dict) -> list[tuple]:
         # a [BK, BV] state slice of 16K fp32 values is 128 registers a thread at 4 warps, half of
         # what a thread has: such scans (the delta rules' at D = 256, which cannot split K) spill
         big_state = consts["BK"] * consts["BV"] >= BIG_STATE
-        return LOOP_CANDIDATES + BIG_STATE_CANDIDATES * big_state
+        narrow_v = consts["BV"] < 64 <= consts["BK"]
+        return (NARROW_V_LOOP_CANDIDATES if narrow_v else LOOP_CANDIDATES) + BIG_STATE_CANDIDATES * big_state
     if kernel_name == "bwd_grads" and consts["BK"] * consts["BV"] >= BIG_GRADS:
         # the whole gradient kernel at K, V tiles of 128: 4 warps were 4.6-5.4x slower than 8 at
         # chunk 32 (GLA 15.0 vs 2.8 ms, RWKV-6 19.7 vs 3.7, mLSTM 12.8 vs 2.7; run 72, H200), and
