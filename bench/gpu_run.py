@@ -410,7 +410,7 @@ def main():
     p.add_argument("--no-peer-check", action="store_true", help="check flexla only, not the peer's errors")
     p.add_argument("--strong-gates", action="store_true", help="per-key gates of about e^-6 a step (GLA, KDA, "
                    "RWKV-6), which the gated products' fix-up pass computes")
-    p.add_argument("--check-shapes", help="B,T,H,K,V;... shapes to check at instead of the four default ones")
+    p.add_argument("--check-shapes", help="B,T,H,K,V;... shapes to check at instead of the five default ones")
     p.add_argument("--check-schedules", help="schedules to check, default fused,chunk (KDA's "
                    "fused backward at D = 256 keeps ptxas busy for minutes: check it with chunk alone)")
     p.add_argument("--tag", default="", help="suffix of the results file, for experiments: results<tag>.json")
@@ -444,8 +444,11 @@ def main():
     else:
         from triton.testing import do_bench
         device, dtype, tol = "cuda", torch.bfloat16, 2e-2
+        # and one long sequence: the scans in V slices of 32 were right at 300 tokens and wrong from
+        # 4096 at one tuning candidate (runs 144-145, docs/performance.md)
         check_shapes = [tuple(int(n) for n in shape.split(",")) for shape in
-                        os.environ.get("FLEXLA_BENCH_CHECK_SHAPES", "2,300,4,64,64;1,130,2,40,72;1,100,2,32,64;1,70,2,8,4").split(";")]
+                        os.environ.get("FLEXLA_BENCH_CHECK_SHAPES",
+                                       "2,300,4,64,64;1,130,2,40,72;1,100,2,32,64;1,70,2,8,4;1,4096,4,64,64").split(";")]
         bench_shapes = SHAPES[args.shapes]
         fla = {k: f for k, f in load_fla().items() if k in args.fla_ops.split(",")}
     schedules = [None if s == "auto" else s for s in args.schedules.split(",")]
