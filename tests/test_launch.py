@@ -118,7 +118,8 @@ def test_scan_narrows_its_v_slices_down_to_scan_bv_where_sms_are_idle(monkeypatc
                                                     64, 1.0, False, False, "forward")
     assert (scan(1).NV, scan(1).consts["BV"], scan(1).NK) == (4, 32, 1)
     assert scan(8).consts["BV"] == 64
-    assert (scan(1, get("gla").compile()).NK, scan(1, get("gla").compile()).consts["BV"]) == (2, 64)
+    gla = scan(1, get("gla").compile())
+    assert (gla.NK, gla.consts["BV"]) == (2, 64)
     monkeypatch.setattr(launch, "SCAN_BV", 64)                               # FLEXLA_SCAN_BV=64: never narrower
     assert (scan(1).NV, scan(1).consts["BV"]) == (2, 64)
     assert block_sizes(64, 128, 128, True, max_bv=32)["BV"] == 64            # elsewhere still 64 at least

@@ -21,8 +21,8 @@ cost more state traffic for the simple ones (retention 1.4 -> 2.1 ms).
   pipelines at 2 or 3 stages, never 1: at 4 warps and 1 stage the delta rule's scan gave wrong
   states and illegal addresses on the H200 at 4096 tokens or more (run 144; Triton 3.6; right at
   300), while 4x2, 4x3, 2x1 and 2x3 matched 64-wide slices bit for bit (run 145). Not explained:
-  the TTGIR of 4x1 looks sound. Likely the fault that crashed KDA's scans when slices of 32 were an extra
-  candidate (runs 12-14).
+  the TTGIR of 4x1 looks sound. Likely the fault that crashed KDA's scans when slices of 32 were
+  an extra candidate (runs 12-14).
 Each candidate runs on the call's own buffers (a kernel only writes its outputs, so running it
 again is harmless) and is timed with CUDA events. The fastest is kept per device, Triton version,
 module, kernel and shape bucket (head dims, dtype, tile sizes, powers of two of the program and
