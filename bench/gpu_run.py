@@ -444,8 +444,8 @@ def main():
     else:
         from triton.testing import do_bench
         device, dtype, tol = "cuda", torch.bfloat16, 2e-2
-        # and one long sequence: the scans in V slices of 32 were right at 300 tokens and wrong from
-        # 4096 at one tuning candidate (runs 144-145, docs/performance.md)
+        # the last shape is long: the scans in V slices of 32 were right at 300 tokens and wrong
+        # from 4096 at one tuning candidate (runs 144-145, docs/performance.md)
         check_shapes = [tuple(int(n) for n in shape.split(",")) for shape in
                         os.environ.get("FLEXLA_BENCH_CHECK_SHAPES",
                                        "2,300,4,64,64;1,130,2,40,72;1,100,2,32,64;1,70,2,8,4;1,4096,4,64,64").split(";")]
