@@ -97,8 +97,8 @@ class Variant:
         grads = torch.is_grad_enabled() and any(
             x is not None and x.requires_grad for x in (q, k, v, *(h0s or []), *extras))
         if not grads:
-            o, hts = launch.forward(compiled, q, k, v, extras, scale, h0s, output_final_state,
-                                    self.chunk_size, self.schedule)
+            o, hts, _ = launch.forward(compiled, q, k, v, extras, scale, h0s, output_final_state,
+                                       self.chunk_size, self.schedule)
         else:
             o, *hts = LinearAttentionFunction.apply(compiled, opts, q, k, v, *(h0s or [None] * len(self.states)),
                                                     *extras)

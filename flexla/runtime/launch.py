@@ -44,6 +44,10 @@ GRAD_LOOP_KV = int(os.environ.get("FLEXLA_GRAD_LOOP_KV", str(128 * 128)))
 # multiply on the CUDA cores instead (Launch). FLEXLA_NARROW_TILES=1 allows narrow tiles on the
 # tensor cores again (to re-check on a newer Triton; the CPU tests split small head dims with it).
 NARROW_TILES = os.environ.get("FLEXLA_NARROW_TILES", "") not in ("", "0")
+# whether a forward that autograd will differentiate keeps its chunk states for the backward
+# (KeptStates); FLEXLA_KEEP_STATES=0 recomputes them there instead, holding less memory between
+# the two passes
+KEEP_STATES = os.environ.get("FLEXLA_KEEP_STATES", "1") != "0"
 DOT_DTYPES = {torch.bfloat16: tl.bfloat16, torch.float16: tl.float16, torch.float32: tl.float32,
               torch.float64: tl.float64}
 
@@ -223,8 +227,41 @@ def with_fitting_chunk(run, key, chunk_size):
         return out
 
 
-def forward(compiled, q, k, v, extras, scale, h0s, want_ht, chunk_size, schedule=None):
-    """o and the final states (a list, or None). h0s: one initial state per declared state, or None.
+class KeptStates:
+    """What a chunk-parallel forward hands its backward so that the backward need not run the
+    forward's scan again: the states entering every chunk, and the chunk tensors that scan writes
+    and the backward's kernels read (partition.written_by_scan, e.g. the delta rules' u - w S), by
+    their place among the backward's staged tensors. Only where the backward holds its states in
+    the same dtype as the forward (compiler meta `states_in_input_dtype`), and only at the
+    forward's chunk: the backward's chunk search may choose another, and then recomputes. FLA
+    recomputes instead; keeping costs the states' memory ([B*H, NT, K, V] per state, in the input
+    dtype) from the forward to the backward, which the recompute allocates anyway."""
+
+    def __init__(self, chunk_size: int, states: list, scan_written: dict):
+        self.chunk_size, self.states, self.scan_written = chunk_size, states, scan_written
+
+    def tensors(self) -> list:
+        return [*self.states, *self.scan_written.values()]
+
+    def layout(self) -> tuple:
+        """Everything but the tensors: with tensors() it makes the KeptStates again (rebuilt), so
+        that autograd can hold the tensors themselves (save_for_backward)."""
+        return self.chunk_size, len(self.states), list(self.scan_written)
+
+    @staticmethod
+    def rebuilt(layout: tuple, tensors: list) -> KeptStates:
+        chunk_size, n, slots = layout
+        return KeptStates(chunk_size, list(tensors[:n]), dict(zip(slots, tensors[n:])))
+
+
+def keeps_states(meta) -> bool:
+    return KEEP_STATES and meta["states_in_input_dtype"] == meta["bwd_states_in_input_dtype"]
+
+
+def forward(compiled, q, k, v, extras, scale, h0s, want_ht, chunk_size, schedule=None, keep=False):
+    """o, the final states (a list, or None) and, where `keep` (autograd will differentiate) and
+    the forward ran chunk-parallel, a KeptStates for the backward (else None). h0s: one initial
+    state per declared state, or None.
     The first call at a shape compiles its kernels ahead, all at once (runtime/precompile.py). On
     the GPU the chunk-parallel forward times the variant's chunk and half of it on the first call
     per shape bucket (chunk_search): a chunk that fits is not always the faster one (RWKV-6's
@@ -232,7 +269,7 @@ def forward(compiled, q, k, v, extras, scale, h0s, want_ht, chunk_size, schedule
     def at(way):
         chunk, output_split = way if isinstance(way, tuple) else (way, None)   # an int: remembered before the split
         return with_fitting_chunk(lambda c: _forward(compiled, q, k, v, extras, scale, h0s, want_ht, c, schedule,
-                                                     output_split), fit_key(compiled, "forward", q, v), chunk)
+                                                     output_split, keep), fit_key(compiled, "forward", q, v), chunk)
     ways = forward_ways(compiled.meta, q, v, chunk_size, schedule)
     return chunk_search(compiled, q, v, chunk_size, "forward", ways, at,
                         pass_key(compiled, "forward", q, v, chunk_size, schedule, h0s, want_ht),
@@ -288,7 +325,7 @@ def fit_key(compiled, direction: str, q, v) -> tuple:
     return compiled.meta["variant"], direction, compiled.key, q.shape[-1], v.shape[-1], q.dtype, q.device.type
 
 
-def _forward(compiled, q, k, v, extras, scale, h0s, want_ht, chunk_size, schedule, output_split=None):
+def _forward(compiled, q, k, v, extras, scale, h0s, want_ht, chunk_size, schedule, output_split=None, keep=False):
     meta, mod = compiled.meta, compiled.module
     L = Launch.of(meta, q, v, chunk_size, scale, h0s is not None, want_ht)
     B, T, H, K, V, NT, NV = L.B, L.T, L.H, L.K, L.V, L.NT, L.NV
@@ -310,7 +347,12 @@ def _forward(compiled, q, k, v, extras, scale, h0s, want_ht, chunk_size, schedul
         scan_states(compiled, q, v, chunk_size, scale, L, ptrs, has_prep(meta))
         out = output_launch(compiled, q, v, chunk_size, scale, L, sm_count(q.device), output_split)
         out.run(mod.chunk_output, (NT, out.NV, B * H), ptrs)
-    return o, hts
+    kept = None
+    if keep and sched == "chunk" and keeps_states(meta):
+        slots = meta["bwd_stages_forward"]     # empty: the backward reads nothing the forward staged
+        kept = KeptStates(chunk_size, states, {slots[i]: staged[i] for i, (name, _, _) in enumerate(meta["staged"])
+                                               if slots and name in meta["scan_staged"] and slots[i] is not None})
+    return o, hts, kept
 
 
 def output_launch(compiled, q, v, chunk_size, scale, L: Launch, sms: int, split=None) -> Launch:
@@ -455,9 +497,10 @@ def scan_launch(compiled, q, v, chunk_size, scale, use_h0, use_ht, direction: st
                      k_split=bk if bk < L.consts["BK"] else None, max_bv=bv, narrow_v=bv < 64)
 
 
-def backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_token, schedule=None, o=None):
-    """Gradients of q, k, v, each extra and the initial states. The backward recomputes its states,
-    so its chunk need not be the forward's. On the GPU two ways are timed on the first call per
+def backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_token, schedule=None, o=None,
+             kept: KeptStates | None = None):
+    """Gradients of q, k, v, each extra and the initial states. The backward recomputes its states
+    unless the forward `kept` them (KeptStates), so its chunk need not be the forward's. On the GPU two ways are timed on the first call per
     shape bucket (runtime/tuning.py): the variant's chunk and half of it, or, where the compiler
     split the gradient kernel by outputs (passes/split_by_output.py), the variant's chunk with the
     split kernels and half of it with the whole one (both relieve the gradient kernel's registers;
@@ -468,8 +511,9 @@ def backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_to
 
     def at(way):
         chunk, split = way
-        return with_fitting_chunk(lambda c: _backward(compiled, q, k, v, extras, scale, h0s, do, dhts, c, per_token,
-                                                      schedule, split, o=o), fit_key(compiled, "backward", q, v), chunk)
+        run = lambda c: _backward(compiled, q, k, v, extras, scale, h0s, do, dhts, c, per_token, schedule, split,
+                                  o=o, kept=kept)
+        return with_fitting_chunk(run, fit_key(compiled, "backward", q, v), chunk)
     cap = os.environ.get("FLEXLA_BACKWARD_CHUNK")
     if cap or not searches_chunk(q, v, chunk_size, schedule):
         ways = [(min(chunk_size, int(cap or chunk_size)), split_exists)]
@@ -481,11 +525,13 @@ def backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_to
                         unit="chunk and gradient kernels")
 
 
-def _backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_token, schedule, split, o=None):
+def _backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_token, schedule, split, o=None,
+              kept: KeptStates | None = None):
     """Gradients of q, k, v, each extra and the initial states. The fused schedule walks each
     (batch, head) in reverse once; the chunk-parallel one runs the state-gradient scan alone
     (V split when legal) and then every chunk's gradients in parallel (by the split gradient
-    kernels when `split`), for one more fp32 state per chunk of memory (`dstates`)."""
+    kernels when `split`), for one more fp32 state per chunk of memory (`dstates`). Both run the
+    forward's scan first, to recompute the states, unless the forward `kept` them at this chunk."""
     L = Launch.of(compiled.meta, q, v, chunk_size, scale, h0s is not None, dhts is not None, v_split=False)
     B, H, NT = L.B, L.H, L.NT
     size = lambda tile: state_sizes(tile, L.K, L.V)
@@ -506,13 +552,17 @@ def _backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_t
                else _empty(B, NT, *e.shape, dtype=state_dtype(q), device=e.device)
                for e, tok in zip(extras, per_token)]
     dh0s = [_empty(B, H, *size(t), dtype=state_dtype(q), device=q.device) for t in tiles] if h0s is not None else None
-    states = state_buffers(compiled, q, v, chunk_size)
+    reuse = kept is not None and kept.chunk_size == chunk_size
+    states = kept.states if reuse else state_buffers(compiled, q, v, chunk_size)
     dstates = [_empty(B * H, NT, *size(t), dtype=between_kernels(q, low), device=q.device) if sched == "chunk" else q
                for t, low in zip(tiles, compiled.meta["dstates_in_input_dtype"])]
     per_state = [x for i in range(len(tiles)) for x in (states[i], dstates[i], dhts[i] if dhts is not None else q,
                                                         dh0s[i] if dh0s is not None else q)]
     staged = (staged_buffers(compiled.meta["bwd_staged"], L, q, chunk_size) if sched == "chunk"
               else [q] * len(compiled.meta["bwd_staged"]))
+    if reuse and sched == "chunk":
+        for slot, tensor in kept.scan_written.items():
+            staged[slot] = tensor
     grads = compiled.meta["split_grad_kernels"] if split else ["bwd_grads"]
     flags = gate_flags(compiled, L, ["bwd_prep", *grads] if sched == "chunk" else [])
     if compiled.meta["bwd_reads_o"] and o is None:
@@ -520,8 +570,9 @@ def _backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_t
     o = do if o is None else o.contiguous()        # do stands in for an o the kernels do not read
     pointers = lambda ds: [q, k, v, *extras, do, o, *per_state, dq, dk, dv, *ds, *staged, flags]
     ptrs = pointers(dextras)
-    recompute = lambda fwd_staged=None: chunk_states(compiled, q, k, v, extras, scale, h0s, chunk_size, states,
-                                                     fwd_staged)
+    def recompute(fwd_staged=None):
+        if not reuse:
+            chunk_states(compiled, q, k, v, extras, scale, h0s, chunk_size, states, fwd_staged)
     if sched == "fused":
         recompute()
         L.run(compiled.module.bwd, (1, B * H), ptrs)
