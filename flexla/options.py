@@ -13,5 +13,14 @@ def split_grads() -> str:
     return mode
 
 
+def ahead_tiles() -> bool:
+    """FLEXLA_AHEAD_TILES=1: loops over chunks load the chunk tiles they only add to matrix products
+    one chunk ahead (codegen/kernels._added_to_products). Off until timed on a GPU."""
+    mode = os.environ.get("FLEXLA_AHEAD_TILES", "0")
+    if mode not in ("0", "1"):
+        raise ValueError(f"FLEXLA_AHEAD_TILES must be 0 or 1, got {mode!r}")
+    return mode == "1"
+
+
 def fingerprint() -> str:
-    return f"split_grads={split_grads()}"
+    return f"split_grads={split_grads()},ahead_tiles={int(ahead_tiles())}"

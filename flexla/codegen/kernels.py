@@ -5,8 +5,9 @@ constexprs), so the runtime launches all of them the same way.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from .. import options
 from ..frontend.signature import Extra
 from ..frontend.states import State
 from ..ir import Graph, Op
@@ -36,6 +37,8 @@ class Access:
     row: str = "row"     # token rows: `row` per head, `row_qk` for q and k shared by a group of heads
     shape: str = "KV"    # states: KV, K or V; chunk tiles: their dims, e.g. CK
     k_part: bool = False  # an output each K slice adds a part of: one slot per slice, summed by the launcher
+    # a chunk tile a loop over chunks only adds to matrix products (_added_to_products)
+    added_to_product: bool = False
 
     @property
     def lanes(self) -> str:
@@ -63,8 +66,10 @@ class Access:
     @property
     def ahead(self) -> bool:
         """Loaded one chunk ahead in loops over chunks (_macros.jinja, load_ahead): a vector or
-        scalar per chunk, too small for Triton to pipeline."""
-        return (self.kind == "token" and not self.feature) or (self.kind == "chunk_tile" and len(self.shape) <= 1)
+        scalar per chunk, too small for Triton to pipeline, or a tile Triton does not pipeline
+        because it only feeds products' accumulators (added_to_product)."""
+        return ((self.kind == "token" and not self.feature) or (self.kind == "chunk_tile" and len(self.shape) <= 1)
+                or self.added_to_product)
 
     def ahead_addr(self, p: str) -> str:
         """Its address in the chunk whose index, row and lane names start with `p`."""
@@ -211,6 +216,8 @@ def kernel_source(plan: KernelPlan, extras: list[Extra], states: list[State], di
     used = {i for n in g.nodes for i in n.inputs} | set(g.outputs.values())
     loads = [input_access(n.name, by_name, states, g) for n in g.inputs
              if n.name in used and var(n.name) not in carried]
+    if plan.role in FORWARD_CARRY | BACKWARD_CARRY and options.ahead_tiles():
+        loads = [replace(a, added_to_product=a.kind == "chunk_tile" and a.var in _added_to_products(g)) for a in loads]
     names = phases.get("grad", [])
     loop = v_loop(g) if plan.role == "bwd_grads" else None
     early_loads = plan.role == "chunk_output"
@@ -226,6 +233,23 @@ def kernel_source(plan: KernelPlan, extras: list[Extra], states: list[State], di
     return KernelSource(plan.name, TEMPLATES[plan.role], [f"{p}_ptr" for p in pointers], loads, phases, stores,
                         carries, gated, k_split, tuple(sorted(r[2:] for r in parts)) if k_split else (),
                         loop and _v_loop_source(g, loop, loads, names, stores), early_loads)
+
+
+def _added_to_products(g: Graph) -> set[str]:
+    """The inputs whose every use adds them to a matrix product. Triton folds such an add into the
+    product's accumulator, and its software pipeliner then leaves the load synchronous: in the delta
+    rules' and KDA's state-gradient scans (`k dS + A^T do`, the staged term in fp32) every step
+    waited for one [C, V] load (sm_90 TTGIR, Triton 3.6). Loaded a chunk ahead, it arrives during
+    the step before. Off unless FLEXLA_AHEAD_TILES=1 (options.ahead_tiles): the prefetched tile
+    costs registers (sm_90, the delta rule's scan in V slices of 32 at 4 warps: 192 -> 250 a thread),
+    and the gain is not timed yet."""
+    users = {}
+    for n in g.nodes:
+        for i in n.inputs:
+            users.setdefault(i, []).append(n)
+    adds_product = lambda u, name: u.op == Op.ADD and all(
+        g[i].op == Op.MM for i in u.inputs if i != name) and len(set(u.inputs)) == 2
+    return {var(n.name) for n in g.inputs if n.name in users and all(adds_product(u, n.name) for u in users[n.name])}
 
 
 def _v_loop_source(g: Graph, loop, loads: list, names: list, stores: list) -> VLoopSource:
