@@ -11,6 +11,7 @@ from .cse import common_subexpressions
 from .dce import dead_code
 from .factor import factor_products
 from .precision import assign_precision
+from .scale_motion import move_scalings
 from .tiling import tile
 from .transpose_elimination import eliminate_transposes
 from .triangular import solve_by_inverse
@@ -21,6 +22,7 @@ PASSES = [
     solve_by_inverse,         # trisolve(A, B) -> mm(triinv(A), B), one inverse per matrix
     common_subexpressions,    # callbacks recompute g[-1] and friends; keep one of each
     factor_products,          # A B + A C -> A (B + C); the vjp sums products term by term
+    move_scalings,            # (r a) b -> r (a b) where a is an input (FLEXLA_MOVE_SCALES=1)
     common_subexpressions,    # the new sums often exist already (the gradient of a sum)
     canonicalize,             # CSE exposes more identities
     dead_code,                # what no output needs (the vjp's unused forward values)

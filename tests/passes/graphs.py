@@ -6,7 +6,8 @@ structurally (node names normalised away).
     y = b.add(Op.MUL, x, b.const(1.0))
     g = b.build(o=y)
 
-`normalize(g)` renders a graph with every non-input node renamed %0, %1, ... in order, so two
+`same_values(before, after)` evaluates both graphs in float64 on the same random inputs (C, K, V
+of sizes 4, 5, 3; broadcast dims of 1) and compares every output. `normalize(g)` renders a graph with every non-input node renamed %0, %1, ... in order, so two
 graphs that differ only in node names render the same; `expr(g, role)` renders the expression an
 output computes as nested calls, e.g. "mm(b, a)".
 """
@@ -14,7 +15,13 @@ from __future__ import annotations
 
 import itertools
 
-from flexla.ir import Graph, Op, make_node, verify
+import torch
+
+from flexla.ir import C, K, V, Graph, Op, make_node, verify
+
+SIZES = {C: 4, K: 5, V: 3}
+EVAL = {Op.ADD: torch.add, Op.SUB: torch.sub, Op.NEG: torch.neg, Op.TRANSPOSE: lambda x: x.T,
+        Op.MM: torch.mm, Op.EXP: torch.exp, Op.MUL: torch.mul}
 
 
 class GraphBuilder:
@@ -119,3 +126,18 @@ def simple_gla_forward():
     n["inter"] = b.add(Op.MM, n["qg"], S)
     n["o"] = b.add(Op.ADD, n["o_intra"], n["inter"])
     return b.build(o=n["o"], S_next=n["S_next"]), n
+
+
+def evaluate(graph: Graph, inputs: dict) -> dict:
+    values = {}
+    for n in graph.nodes:
+        values[n.name] = inputs[n.a["role"]] if n.op is Op.INPUT else EVAL[n.op](*(values[i] for i in n.inputs))
+    return {role: values[name] for role, name in graph.outputs.items()}
+
+
+def same_values(before: Graph, after: Graph) -> bool:
+    torch.manual_seed(0)
+    inputs = {n.a["role"]: torch.randn([SIZES.get(d, 1) for d in n.shape], dtype=torch.float64)
+              for n in before.inputs}        # a scalar input: a 0-d tensor
+    a, b = evaluate(before, inputs), evaluate(after, inputs)
+    return all(torch.allclose(a[r], b[r]) for r in a)

@@ -1,28 +1,9 @@
-import torch
-from graphs import GraphBuilder, assert_same_graph, expr, normalize, ops
+from graphs import GraphBuilder, assert_same_graph, expr, normalize, ops, same_values
 
 from flexla.ir import C, K, V, Op, verify
 from flexla.passes.cse import common_subexpressions
 from flexla.passes.dce import dead_code
 from flexla.passes.factor import factor_products
-
-SIZES = {C: 4, K: 5, V: 3}
-EVAL = {Op.ADD: torch.add, Op.SUB: torch.sub, Op.NEG: torch.neg, Op.TRANSPOSE: lambda x: x.T,
-        Op.MM: torch.mm, Op.EXP: torch.exp, Op.MUL: torch.mul}
-
-
-def evaluate(graph, inputs):
-    values = {}
-    for n in graph.nodes:
-        values[n.name] = inputs[n.a["role"]] if n.op is Op.INPUT else EVAL[n.op](*(values[i] for i in n.inputs))
-    return {role: values[name] for role, name in graph.outputs.items()}
-
-
-def same_values(before, after):
-    torch.manual_seed(0)
-    inputs = {n.a["role"]: torch.randn(*(SIZES[d] for d in n.shape), dtype=torch.float64) for n in before.inputs}
-    a, b = evaluate(before, inputs), evaluate(after, inputs)
-    return all(torch.allclose(a[r], b[r]) for r in a)
 
 
 def run(graph):

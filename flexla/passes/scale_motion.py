@@ -1,0 +1,140 @@
+"""Scalings move off a product's operand that is otherwise a plain input, so the kernel can stream
+that input to the tensor cores as it is loaded.
+
+A product operand scaled in registers (`q * scale`, the gated delta rule's `k * exp(g_C - g)[:, None]`)
+is loaded, widened, multiplied, narrowed and written back to shared memory before every product;
+in a scan that happens every step, on its critical path. The same scaling applied elsewhere:
+
+- a scalar, or a scaling of the product's rows (of `a` in `a b`) or columns (of `b`), applies to
+  the product's result: (r a) b = r (a b), a (b c) = (a b) c;
+- a scaling of the contracted dimension moves to the other operand, where that one is computed
+  anyway (not an input): (a r) b = a (r b). Both inputs: left as it is.
+
+An operand moves only where every scaling on it can, and it is then an input (or its transpose).
+The result is the same up to rounding: the scaling is applied in fp32 to a product of unscaled
+operands, where before the scaled operand was rounded to the product's operand dtype.
+
+Off unless FLEXLA_MOVE_SCALES=1 (options.move_scales): not yet timed on a GPU.
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+from .. import options
+from ..ir import Graph, Op
+from ..ir.graph import make_node
+
+
+@dataclasses.dataclass
+class Peeled:
+    """An operand as base (an input, transposed if `flipped`) times scalings: (factor node, its
+    kind relative to the operand: scalar, rows or cols)."""
+    base: str
+    flipped: bool
+    factors: list
+
+
+def move_scalings(graph: Graph) -> Graph:
+    return moved_scalings(graph) if options.move_scales() else graph
+
+
+def moved_scalings(graph: Graph) -> Graph:
+    nodes, mapping, shapes = [], {}, {}
+    fresh = itertools.count()
+    index = {}
+
+    def emit(op, inputs, attrs=None, name=None, loc=None):
+        node = make_node(name or f"scaled_{next(fresh)}", op, inputs, attrs or {}, shapes, loc)
+        nodes.append(node)
+        shapes[node.name] = node.shape
+        index[node.name] = node
+        return node.name
+
+    for n in graph.nodes:
+        n = dataclasses.replace(n, inputs=tuple(mapping.get(i, i) for i in n.inputs))
+        rewritten = _product(index, n, emit) if n.op is Op.MM else None
+        if rewritten is None:
+            nodes.append(n)
+            shapes[n.name] = n.shape
+            index[n.name] = n
+    return graph.replace(nodes, dict(graph.outputs))
+
+
+def _product(index, n, emit):
+    """Emits mm(a, b) with its scalings moved, under n's name; None where nothing moves."""
+    a, b = (_peel(index, i) for i in n.inputs)
+    is_input = lambda p: p is not None        # _peel found an input under the scalings
+    contracted = {0: "cols", 1: "rows"}       # of a [M, R] and b [R, N]: R
+    output_side = {0: "rows", 1: "cols"}      # M and N
+
+    def movable(p, side, other):
+        """Every scaling on p can go: the factor node is reused as it is, so its own orientation
+        (raw) must already be the one it needs where it goes."""
+        if not is_input(p) or not p.factors:
+            return False
+        for _, kind, raw in p.factors:
+            to_output = kind == "scalar" or (kind == output_side[side] and raw == kind)
+            to_other = kind == contracted[side] and raw != kind and not is_input(other)
+            if not (to_output or to_other):
+                return False
+        return True
+
+    moves = [movable(a, 0, b), movable(b, 1, a)]
+    if not any(moves):
+        return None
+    operands, after = list(n.inputs), []
+    for side, (p, move) in enumerate(zip((a, b), moves)):
+        if move:
+            operands[side] = emit(Op.TRANSPOSE, (p.base,), loc=n.loc) if p.flipped else p.base
+    for side, (p, move) in enumerate(zip((a, b), moves)):
+        if not move:
+            continue
+        for factor, kind, _ in p.factors:
+            if kind == contracted[side]:          # onto the other operand, in its orientation
+                operands[1 - side] = emit(Op.MUL, (operands[1 - side], factor), loc=n.loc)
+            else:
+                after.append(factor)
+    if not after:
+        emit(Op.MM, operands, n.a, name=n.name, loc=n.loc)
+        return n.name
+    out = emit(Op.MM, operands, n.a, loc=n.loc)
+    for i, factor in enumerate(after):
+        out = emit(Op.MUL, (out, factor), name=n.name if i == len(after) - 1 else None, loc=n.loc)
+    return n.name
+
+
+def _peel(index, name) -> Peeled | None:
+    """name as an input (maybe transposed) times scalings; None where it is something else."""
+    flipped, factors = False, []
+    while True:
+        node = index[name]
+        if node.op is Op.TRANSPOSE:
+            flipped, name = not flipped, node.inputs[0]
+            continue
+        scaling = _scaling(index, node) if node.op is Op.MUL else None
+        if scaling is None:
+            break
+        x, factor, raw = scaling
+        kind = {"rows": "cols", "cols": "rows"}[raw] if flipped and raw != "scalar" else raw
+        factors.append((factor, kind, raw))
+        name = x
+    return Peeled(name, flipped, factors) if index[name].op is Op.INPUT else None
+
+
+def _scaling(index, node):
+    """(x, factor, "scalar" | "rows" | "cols") where node = x * factor scales x's rows ([P, 1]) or
+    columns ([1, Q]) or all of x (a scalar); None otherwise."""
+    if len(node.shape) != 2:
+        return None
+    for x, factor in (node.inputs, node.inputs[::-1]):
+        fs = index[factor].shape
+        if tuple(index[x].shape) != tuple(node.shape) or x == factor:
+            continue
+        if fs == ():
+            return x, factor, "scalar"
+        if len(fs) == 2 and fs[1] == 1 and fs[0] == node.shape[0] and fs[0] != 1:
+            return x, factor, "rows"
+        if len(fs) == 2 and fs[0] == 1 and fs[1] == node.shape[1] and fs[1] != 1:
+            return x, factor, "cols"
+    return None
