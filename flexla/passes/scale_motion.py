@@ -28,8 +28,9 @@ from ..ir.graph import make_node
 
 @dataclasses.dataclass
 class Peeled:
-    """An operand as base (an input, transposed if `flipped`) times scalings: (factor node, its
-    kind relative to the operand: scalar, rows or cols)."""
+    """An operand as base (an input, transposed if `flipped`) times scalings, each (factor node,
+    what it scales of the operand, what it scales of the product it was in): "scalar", "rows" or
+    "cols". The two differ where a transpose lies between."""
     base: str
     flipped: bool
     factors: list
@@ -40,9 +41,8 @@ def move_scalings(graph: Graph) -> Graph:
 
 
 def moved_scalings(graph: Graph) -> Graph:
-    nodes, mapping, shapes = [], {}, {}
+    nodes, shapes, index = [], {}, {}
     fresh = itertools.count()
-    index = {}
 
     def emit(op, inputs, attrs=None, name=None, loc=None):
         node = make_node(name or f"scaled_{next(fresh)}", op, inputs, attrs or {}, shapes, loc)
@@ -52,17 +52,15 @@ def moved_scalings(graph: Graph) -> Graph:
         return node.name
 
     for n in graph.nodes:
-        n = dataclasses.replace(n, inputs=tuple(mapping.get(i, i) for i in n.inputs))
-        rewritten = _product(index, n, emit) if n.op is Op.MM else None
-        if rewritten is None:
+        if not (n.op is Op.MM and _moved(index, n, emit)):     # a moved product keeps its name
             nodes.append(n)
             shapes[n.name] = n.shape
             index[n.name] = n
     return graph.replace(nodes, dict(graph.outputs))
 
 
-def _product(index, n, emit):
-    """Emits mm(a, b) with its scalings moved, under n's name; None where nothing moves."""
+def _moved(index, n, emit) -> bool:
+    """Emits mm(a, b) with its scalings moved, under n's name; False where nothing moves."""
     a, b = (_peel(index, i) for i in n.inputs)
     is_input = lambda p: p is not None        # _peel found an input under the scalings
     contracted = {0: "cols", 1: "rows"}       # of a [M, R] and b [R, N]: R
@@ -82,7 +80,7 @@ def _product(index, n, emit):
 
     moves = [movable(a, 0, b), movable(b, 1, a)]
     if not any(moves):
-        return None
+        return False
     operands, after = list(n.inputs), []
     for side, (p, move) in enumerate(zip((a, b), moves)):
         if move:
@@ -95,13 +93,10 @@ def _product(index, n, emit):
                 operands[1 - side] = emit(Op.MUL, (operands[1 - side], factor), loc=n.loc)
             else:
                 after.append(factor)
-    if not after:
-        emit(Op.MM, operands, n.a, name=n.name, loc=n.loc)
-        return n.name
-    out = emit(Op.MM, operands, n.a, loc=n.loc)
+    out = emit(Op.MM, operands, n.a, name=None if after else n.name, loc=n.loc)
     for i, factor in enumerate(after):
         out = emit(Op.MUL, (out, factor), name=n.name if i == len(after) - 1 else None, loc=n.loc)
-    return n.name
+    return True
 
 
 def _peel(index, name) -> Peeled | None:
