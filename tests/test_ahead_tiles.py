@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from flexla.variants import get
-from variant_cases import random_inputs
+from variant_cases import gradients, random_inputs
 
 
 def _kernel(source: str, name: str) -> str:
@@ -40,13 +40,6 @@ def test_the_option_is_checked(monkeypatch):
         get("delta_rule").compile()
 
 
-def _grads(variant, inputs):
-    xs = [x.detach().clone().requires_grad_() for x in inputs]
-    o, ht = variant(*xs[:-1], initial_state=xs[-1], output_final_state=True)
-    ((o * torch.linspace(-1, 1, o.shape[-1])).sum() + ht.square().sum()).backward()
-    return [x.grad for x in xs]
-
-
 @pytest.mark.parametrize("name", ["delta_rule", "gated_delta_rule", "kda"])
 def test_tiles_loaded_ahead_give_the_same_gradients(name, monkeypatch):
     variant = get(name)
@@ -62,10 +55,10 @@ def test_tiles_loaded_ahead_give_the_same_gradients(name, monkeypatch):
     try:
         monkeypatch.setenv("FLEXLA_MOVE_SCALES", "0")  # which can leave no such tile (scale_motion)
         monkeypatch.setenv("FLEXLA_AHEAD_TILES", "0")
-        before = _grads(variant, inputs)
+        before = gradients(variant, inputs)
         monkeypatch.setenv("FLEXLA_AHEAD_TILES", "1")
         assert _ahead_tiles(_kernel(variant.compile().source, "bwd_states"))
-        after = _grads(variant, inputs)
+        after = gradients(variant, inputs)
     finally:
         variant.schedule, variant.chunk_size = old
     for a, b in zip(after, before):

@@ -8,16 +8,7 @@ import torch
 import flexla
 from flexla.runtime import launch
 from flexla.variants import get
-from variant_cases import random_inputs
-
-
-def _grads(variant, inputs, states=1):
-    xs = [x.detach().clone().requires_grad_() for x in inputs]
-    h0 = xs[-1] if states == 1 else tuple(xs[-states:])
-    o, ht = variant(*xs[:-states], initial_state=h0, output_final_state=True)
-    ht = ht if states > 1 else (ht,)
-    ((o * torch.linspace(-1, 1, o.shape[-1])).sum() + sum(h.square().sum() for h in ht)).backward()
-    return [x.grad for x in xs]
+from variant_cases import gradients, random_inputs
 
 
 def _extras(name, K, gen):
@@ -70,11 +61,11 @@ def _sliced_against_whole(name, K, V, knob, value, axis, monkeypatch, rel, varia
     old = variant.schedule, variant.chunk_size
     variant.schedule, variant.chunk_size = "chunk", 16
     try:
-        whole = _grads(variant, [q, k, v, *extras, *h0], len(h0))
+        whole = gradients(variant, [q, k, v, *extras, *h0], len(h0))
         assert set(slices) == {1}
         monkeypatch.setattr(launch, knob, value)
         monkeypatch.setattr(launch, "NARROW_TILES", True)          # slices of 16 on the interpreter
-        sliced = _grads(variant, [q, k, v, *extras, *h0], len(h0))
+        sliced = gradients(variant, [q, k, v, *extras, *h0], len(h0))
     finally:
         variant.schedule, variant.chunk_size = old
     assert 3 in slices

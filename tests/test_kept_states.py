@@ -7,14 +7,7 @@ import torch
 
 from flexla.runtime import launch
 from flexla.variants import get
-from variant_cases import random_inputs
-
-
-def _grads(variant, inputs):
-    xs = [x.detach().clone().requires_grad_() for x in inputs]
-    o, ht = variant(*xs[:-1], initial_state=xs[-1], output_final_state=True)
-    ((o * torch.linspace(-1, 1, o.shape[-1])).sum() + ht.square().sum()).backward()
-    return [x.grad for x in xs]
+from variant_cases import gradients, random_inputs
 
 
 def _inputs(name):
@@ -43,10 +36,10 @@ def test_kept_states_give_the_recomputed_gradients(name, schedule, monkeypatch):
     variant.schedule, variant.chunk_size = schedule, 16
     try:
         scans = _counting_scans(monkeypatch)
-        kept = _grads(variant, inputs)
+        kept = gradients(variant, inputs)
         kept_scans = len(scans)
         monkeypatch.setattr(launch, "KEEP_STATES", False)
-        recomputed = _grads(variant, inputs)
+        recomputed = gradients(variant, inputs)
     finally:
         variant.schedule, variant.chunk_size = old
     # the fused forward writes no per-chunk states, so its backward recomputes them either way
@@ -68,7 +61,7 @@ def test_states_kept_only_where_the_backward_holds_them_in_the_same_dtype(monkey
     variant.schedule, variant.chunk_size = "chunk", 16
     try:
         scans = _counting_scans(monkeypatch)
-        _grads(variant, [q, k, v, *extras, h0])
+        gradients(variant, [q, k, v, *extras, h0])
     finally:
         variant.schedule, variant.chunk_size = old
     assert len(scans) == 1

@@ -5,14 +5,7 @@ import torch
 
 from flexla.runtime import launch
 from flexla.variants import get
-from variant_cases import random_inputs
-
-
-def _grads(variant, inputs):
-    xs = [x.detach().clone().requires_grad_() for x in inputs]
-    o, ht = variant(*xs[:-1], initial_state=xs[-1], output_final_state=True)
-    ((o * torch.linspace(-1, 1, o.shape[-1])).sum() + ht.square().sum()).backward()
-    return [x.grad for x in xs]
+from variant_cases import gradients, random_inputs
 
 
 @pytest.mark.parametrize("name,mode", [("gla", "auto"), ("rwkv6", "auto"),   # rwkv6: split d_u per chunk
@@ -40,9 +33,9 @@ def test_split_and_whole_gradient_kernels_agree(name, mode, monkeypatch, rel):
     variant.schedule, variant.chunk_size = "chunk", 16
     try:
         monkeypatch.setattr(launch, "_backward", lambda *a, **kw: backward(*a[:-1], split=a[-1], **kw))
-        split = _grads(variant, [q, k, v, *extras, h0])
+        split = gradients(variant, [q, k, v, *extras, h0])
         monkeypatch.setattr(launch, "_backward", lambda *a, **kw: backward(*a[:-1], split=False, **kw))
-        whole = _grads(variant, [q, k, v, *extras, h0])
+        whole = gradients(variant, [q, k, v, *extras, h0])
     finally:
         variant.schedule, variant.chunk_size = old
     assert launched == [True, False]

@@ -17,6 +17,17 @@ def extras_for(name, B, T, H, K, V, gen):
     return []
 
 
+def gradients(variant, inputs, states=1):
+    """The gradients of every input (the last `states` of them initial states) of a loss on the
+    output and the final states, for tests that compare two ways of computing them."""
+    xs = [x.detach().clone().requires_grad_() for x in inputs]
+    h0 = xs[-1] if states == 1 else tuple(xs[-states:])
+    o, ht = variant(*xs[:-states], initial_state=h0, output_final_state=True)
+    ht = ht if states > 1 else (ht,)
+    ((o * torch.linspace(-1, 1, o.shape[-1])).sum() + sum(h.square().sum() for h in ht)).backward()
+    return [x.grad for x in xs]
+
+
 def recurrence(name, q, k, v, extras, scale=None, initial_state=None):
     """(o, final_state) of the token-by-token float64 recurrence written from the paper."""
     kw = dict(scale=scale, initial_state=initial_state, output_final_state=True)
