@@ -399,7 +399,8 @@ def table(rows):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--dry", action="store_true", help="tiny shapes on the CPU interpreter")
-    p.add_argument("--budget", type=float, default=500, help="seconds from the process's start (compiles and warm-up included) after which timing stops")
+    p.add_argument("--budget", type=float, default=500,
+                   help="seconds from the process's start (compiles and warm-up included) after which timing stops")
     p.add_argument("--modes", default="fwd,fwdbwd", help="fwd, fwdbwd or both")
     p.add_argument("--skip-check", action="store_true", help="time without the correctness pass (after a run that did it)")
     p.add_argument("--check-only", action="store_true", help="the correctness pass alone")

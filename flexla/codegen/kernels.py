@@ -217,7 +217,8 @@ def kernel_source(plan: KernelPlan, extras: list[Extra], states: list[State], di
     loads = [input_access(n.name, by_name, states, g) for n in g.inputs
              if n.name in used and var(n.name) not in carried]
     if plan.role in FORWARD_CARRY | BACKWARD_CARRY and options.ahead_tiles():
-        loads = [replace(a, added_to_product=a.kind == "chunk_tile" and a.var in _added_to_products(g)) for a in loads]
+        added = _added_to_products(g)
+        loads = [replace(a, added_to_product=a.kind == "chunk_tile" and a.var in added) for a in loads]
     names = phases.get("grad", [])
     loop = v_loop(g) if plan.role == "bwd_grads" else None
     early_loads = plan.role == "chunk_output"

@@ -500,13 +500,13 @@ def scan_launch(compiled, q, v, chunk_size, scale, use_h0, use_ht, direction: st
 def backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_token, schedule=None, o=None,
              kept: KeptStates | None = None):
     """Gradients of q, k, v, each extra and the initial states. The backward recomputes its states
-    unless the forward `kept` them (KeptStates), so its chunk need not be the forward's. On the GPU two ways are timed on the first call per
-    shape bucket (runtime/tuning.py): the variant's chunk and half of it, or, where the compiler
-    split the gradient kernel by outputs (passes/split_by_output.py), the variant's chunk with the
-    split kernels and half of it with the whole one (both relieve the gradient kernel's registers;
-    measured on an H200, the split at half the chunk never won). A chunk that does not fit in
-    shared memory is halved. FLEXLA_BACKWARD_CHUNK caps the chunk (experiments); off the GPU the
-    split kernels run where they exist."""
+    unless the forward `kept` them (KeptStates), so its chunk need not be the forward's. On the GPU two
+    ways are timed on the first call per shape bucket (runtime/tuning.py): the variant's chunk and half
+    of it, or, where the compiler split the gradient kernel by outputs (passes/split_by_output.py), the
+    variant's chunk with the split kernels and half of it with the whole one (both relieve the gradient
+    kernel's registers; measured on an H200, the split at half the chunk never won). A chunk that does
+    not fit in shared memory is halved. FLEXLA_BACKWARD_CHUNK caps the chunk (experiments); off the GPU
+    the split kernels run where they exist."""
     split_exists = bool(compiled.meta["split_grad_kernels"])
 
     def at(way):

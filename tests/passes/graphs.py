@@ -7,8 +7,9 @@ structurally (node names normalised away).
     g = b.build(o=y)
 
 `same_values(before, after)` evaluates both graphs in float64 on the same random inputs (C, K, V
-of sizes 4, 5, 3; broadcast dims of 1) and compares every output. `normalize(g)` renders a graph with every non-input node renamed %0, %1, ... in order, so two
-graphs that differ only in node names render the same; `expr(g, role)` renders the expression an
+of sizes 4, 5, 3; broadcast dims of 1) and compares every output. `normalize(g)` renders a graph
+with every non-input node renamed %0, %1, ... in order, so two graphs that differ only in node
+names render the same; `expr(g, role)` renders the expression an
 output computes as nested calls, e.g. "mm(b, a)".
 """
 from __future__ import annotations
