@@ -488,7 +488,7 @@ def main():
         log(f"== compiling the timed kernels, one process per op, for at most {args.warm_s:.0f}s ==")
         ops = args.ops.split(",")
         outs = in_parallel([[sys.executable, __file__, "--warm-one", op, "--shapes", args.shapes, "--modes",
-                             args.modes, "--schedules", args.schedules] + (["--dry"] if args.dry else []) for op in ops],
+                             args.modes, "--schedules", args.schedules, "--fla-ops", args.fla_ops] + (["--dry"] if args.dry else []) for op in ops],
                            args.jobs, args.warm_s)
         for op, child in zip(ops, outs):
             print(child.stdout, flush=True)
