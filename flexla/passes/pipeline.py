@@ -22,7 +22,7 @@ PASSES = [
     solve_by_inverse,         # trisolve(A, B) -> mm(triinv(A), B), one inverse per matrix
     common_subexpressions,    # callbacks recompute g[-1] and friends; keep one of each
     factor_products,          # A B + A C -> A (B + C); the vjp sums products term by term
-    move_scalings,            # (r a) b -> r (a b) where a is an input (FLEXLA_MOVE_SCALES=1)
+    move_scalings,            # (r a) b -> r (a b) where a is an input: streamed to the tensor cores
     common_subexpressions,    # the new sums often exist already (the gradient of a sum)
     canonicalize,             # CSE exposes more identities
     dead_code,                # what no output needs (the vjp's unused forward values)

@@ -14,14 +14,14 @@ An operand moves only where every scaling on it can, and it is then an input (or
 The result is the same up to rounding: the scaling is applied in fp32 to a product of unscaled
 operands, where before the scaled operand was rounded to the product's operand dtype.
 
-Off unless FLEXLA_MOVE_SCALES=1 (options.move_scales): not yet timed on a GPU.
+H200, bf16 (docs/performance.md, runs 152-155): the gated delta rule's forward 8-23% faster, its
+D = 256 forward + backward 19%, simple GLA's D = 256 forward 20%; the delta rules and KDA unchanged.
 """
 from __future__ import annotations
 
 import dataclasses
 import itertools
 
-from .. import options
 from ..ir import Graph, Op
 from ..ir.graph import make_node
 
@@ -37,10 +37,6 @@ class Peeled:
 
 
 def move_scalings(graph: Graph) -> Graph:
-    return moved_scalings(graph) if options.move_scales() else graph
-
-
-def moved_scalings(graph: Graph) -> Graph:
     nodes, shapes, index = [], {}, {}
     fresh = itertools.count()
 

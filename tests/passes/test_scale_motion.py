@@ -2,11 +2,11 @@ from graphs import GraphBuilder, expr, same_values
 
 from flexla.ir import C, K, V, Op, verify
 from flexla.passes.dce import dead_code
-from flexla.passes.scale_motion import move_scalings, moved_scalings
+from flexla.passes.scale_motion import move_scalings
 
 
 def run(graph):
-    return dead_code(verify(moved_scalings(graph)))
+    return dead_code(verify(move_scalings(graph)))
 
 
 def test_a_row_scaling_and_a_scalar_go_to_the_result():
@@ -46,12 +46,3 @@ def test_left_as_it_is_where_moving_gains_nothing_or_does_not_fit():
     before = b.build(a=both_inputs, b=computed, c=wrong_way)
     assert run(before).nodes == before.nodes
 
-
-def test_off_unless_asked(monkeypatch):
-    b = GraphBuilder()
-    q, scale, s = b.input("q", (C, K)), b.input("scale"), b.input("S", (K, V))
-    before = b.build(o=b.add(Op.MM, b.add(Op.MUL, q, scale), s))
-    monkeypatch.setenv("FLEXLA_MOVE_SCALES", "0")
-    assert move_scalings(before) is before
-    monkeypatch.setenv("FLEXLA_MOVE_SCALES", "1")
-    assert expr(move_scalings(before), "o") == "mul(mm(q, S), scale)"
