@@ -6,6 +6,9 @@ GPU has, e.g. a venv with triton==3.6.0:
     python -m flexla path delta_rule            # writes the module, prints its path
     /tmp/t36/bin/python bench/compile_hopper.py [--chunk=64] [--warps=4] [--stages=1] [--k=128] [--v=128] [--tail=1] $(python -m flexla path delta_rule)
 
+`--only=chunk_output,bwd_states` compiles those kernels alone; `--dump=DIR` writes each kernel's
+TTGIR and PTX there (`<kernel>.ttgir`, `<kernel>.ptx`), to read which loads Triton pipelines.
+
 Each kernel's shared memory is printed; BIG marks one over an H100/H200's 227 KB, which the launcher
 runs at half the chunk instead (runtime/launch.py, with_fitting_chunk).
 """
@@ -17,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import triton
 import triton.language as tl
@@ -90,13 +94,13 @@ def registers(ptx: str, arch: int) -> str:
     return f"regs {regs.group(1) if regs else '?':>3s}  spills {spill.group(1) if spill else '?':>5s} B"
 
 
-def compile_module(path: str, o: dict) -> int:
+def compile_module(path: str, o: dict, only: set | None = None, dump: str | None = None) -> int:
     spec = importlib.util.spec_from_file_location("generated", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     failures = 0
     for name, fn in vars(mod).items():
-        if not isinstance(fn, triton.runtime.JITFunction) or name.startswith("_"):
+        if not isinstance(fn, triton.runtime.JITFunction) or name.startswith("_") or (only and name not in only):
             continue
         consts = constants(splits_v(name, mod.META), name in mod.META["gated_kernels"], name in SCANS, o,
                            name in mod.META.get("k_split_grads", ()), name in mod.META.get("v_loop_grads", ()))
@@ -111,6 +115,9 @@ def compile_module(path: str, o: dict) -> int:
                                target=GPUTarget("cuda", o["arch"], 32),
                                options=dict(num_warps=o["warps"], num_stages=o["stages"]))
             shared = k.metadata.shared
+            if dump:
+                for kind in ("ttgir", "ptx"):
+                    (Path(dump) / f"{name}.{kind}").write_text(k.asm[kind])
             fits = "ok  " if shared <= SHARED_LIMIT else "BIG "   # the launcher then halves the chunk
             print(f"{fits}  {name:16s} {time.time() - t0:5.1f}s  shared {shared / 1024:6.1f} KB  BV {consts['BV']}  "
                   f"{registers(k.asm['ptx'], o['arch'])}  {path}")
@@ -122,7 +129,10 @@ def compile_module(path: str, o: dict) -> int:
 
 
 if __name__ == "__main__":
-    opts = dict(DEFAULTS, **{a[2:].split("=")[0].replace("-", "_"): int(a.split("=")[1])
-                             for a in sys.argv[1:] if a.startswith("--")})
+    named = {a[2:].split("=")[0].replace("-", "_"): a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--")}
+    only, dump = named.pop("only", None), named.pop("dump", None)
+    if dump:
+        Path(dump).mkdir(parents=True, exist_ok=True)
+    opts = dict(DEFAULTS, **{a: int(x) for a, x in named.items()})
     paths = [p for p in sys.argv[1:] if not p.startswith("--")]
-    sys.exit(1 if sum(compile_module(p, opts) for p in paths) else 0)
+    sys.exit(1 if sum(compile_module(p, opts, set(only.split(",")) if only else None, dump) for p in paths) else 0)
