@@ -122,6 +122,45 @@ def test_the_forward_times_its_chunk_against_half_of_it(monkeypatch, rel):
     assert rel(o, ro) < TOL
 
 
+def test_the_forward_may_time_twice_its_chunk_too(monkeypatch, rel):
+    """With FLEXLA_DOUBLE_CHUNK the forward's search also times twice the variant's chunk, last
+    (where FLEXLA_TUNE=last checks it), under a key of its own; picked, it runs and is right."""
+    monkeypatch.setattr(launch, "_FITTING_CHUNK", {})
+    monkeypatch.setattr(launch, "searches_chunk", lambda q, v, chunk, schedule: chunk >= 32)
+    q, v = torch.zeros(1, 8, 1, 16), torch.zeros(1, 8, 1, 136)
+    plain = launch.forward_ways({"v_split": True}, q, v[..., :24], 64, None)     # the run below's V
+    monkeypatch.setattr(launch, "DOUBLE_CHUNK", True)
+    assert launch.forward_ways({"v_split": True}, q, v, 64, None) == [
+        (64, None), (32, None), (128, None), (64, True), (32, True), (128, True)]
+    assert launch.forward_ways({"v_split": True}, q, v[..., :128], 64, None)[-1] == (128, None)
+    remembered, chunks = {}, []
+    monkeypatch.setattr(tuning, "_remember", remembered.__setitem__)
+    real_run, real_search = launch.Launch.run, tuning.search
+
+    def run_noting_chunks(self, kernel, grid, pointers):
+        chunks.append(self.consts["BC"])
+        real_run(self, kernel, grid, pointers)
+
+    def double_is_faster(run):
+        chunks.clear()
+        run()
+        return 1.0 if set(chunks) == {128} else 2.0
+    monkeypatch.setattr(launch.Launch, "run", run_noting_chunks)
+    monkeypatch.setattr(tuning, "search", lambda key, *a, **kw: real_search(
+        key, *a, **(dict(kw, timer=double_is_faster) if key and "forward chunk" in key else kw)))
+    gen = torch.Generator().manual_seed(3)
+    B, T, H, K, V = 1, 300, 2, 16, 24          # three chunks of 128, the last one partial
+    q, k, v = (torch.randn(B, T, H, d, generator=gen) for d in (K, K, V))
+    g = torch.nn.functional.logsigmoid(torch.randn(B, T, H, generator=gen) + 2) / 4
+    o, _ = ops.chunk_simple_gla(q, k, v, g=g)
+    assert set(chunks) == {128}
+    (key, chosen), = [(k, c) for k, c in remembered.items() if "forward chunk" in k]
+    assert chosen == (128, None)
+    assert "(128, None)]" in key and repr(plain) not in key      # not a choice made among fewer ways
+    ro, _ = simple_gla_ref(q.double(), k.double(), v.double(), g=g.double())
+    assert rel(o, ro) < TOL
+
+
 def test_the_forward_also_times_the_output_split_where_v_is_wide(monkeypatch, rel):
     """Where V is wider than 128 the forward's search also times each chunk with the output kernel
     split along V (forward_ways); the way it picks is the way that runs: same results."""

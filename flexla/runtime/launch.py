@@ -48,6 +48,10 @@ NARROW_TILES = os.environ.get("FLEXLA_NARROW_TILES", "") not in ("", "0")
 # (KeptStates); FLEXLA_KEEP_STATES=0 recomputes them there instead, holding less memory between
 # the two passes
 KEEP_STATES = os.environ.get("FLEXLA_KEEP_STATES", "1") != "0"
+# whether the forward's chunk search also times twice the variant's chunk (forward_ways): half the
+# chunk states to write and read, and half the steps of a scan that few heads leave latency-bound;
+# FLEXLA_DOUBLE_CHUNK=1 (experiments: not yet timed or checked on a GPU)
+DOUBLE_CHUNK = os.environ.get("FLEXLA_DOUBLE_CHUNK", "0") == "1"
 DOT_DTYPES = {torch.bfloat16: tl.bfloat16, torch.float16: tl.float16, torch.float32: tl.float32,
               torch.float64: tl.float64}
 
@@ -282,11 +286,13 @@ def forward_ways(meta, q, v, chunk_size, schedule) -> list:
     splits V at all (meta v_split), also each with the split (True). There the whole-V output
     kernel spills, yet each V slice recomputes the chunk's scores, so which wins depends on the
     variant (run 127, H200, (2, 4096, 8, 256), chunk 64: the delta rule's output kernel 0.214 ms
-    whole, 0.148 split; KDA's 0.348 whole, 0.492 split)."""
+    whole, 0.148 split; KDA's 0.348 whole, 0.492 split). With DOUBLE_CHUNK, twice the chunk
+    too, last (FLEXLA_TUNE=last checks it); where its kernels do not fit, it runs at the chunk that
+    does (with_fitting_chunk)."""
     if not searches_chunk(q, v, chunk_size, schedule):
         return [(chunk_size, None)]
-    halves = [chunk_size, chunk_size // 2]
-    return [(c, None) for c in halves] + [(c, True) for c in halves if meta["v_split"] and v.shape[-1] > 128]
+    chunks = [chunk_size, chunk_size // 2] + ([chunk_size * 2] if DOUBLE_CHUNK else [])
+    return [(c, None) for c in chunks] + [(c, True) for c in chunks if meta["v_split"] and v.shape[-1] > 128]
 
 
 def searches_chunk(q, v, chunk_size, schedule) -> bool:
@@ -304,7 +310,7 @@ def chunk_search(compiled, q, v, chunk_size, direction: str, ways: list, at, key
     at once (runtime/precompile.py)."""
     B, T, H = v.shape[:3]
     key = None if len(ways) == 1 else "|".join(
-        [device_name(q.device), triton.__version__, compiled.key, f"{direction} chunk",
+        [device_name(q.device), triton.__version__, compiled.key, f"{direction} chunk", repr(ways),
          tuning.pass_bucket(q.shape[-1], v.shape[-1], q.dtype, B * H, tuning.cdiv(T, chunk_size))])
     what = f"{compiled.meta['variant']} {direction}"
     if q.device.type == "cuda":
