@@ -93,9 +93,9 @@ def test_the_fitting_chunk_is_remembered_per_asked_for_chunk(monkeypatch):
     assert ran == [64, 32, 64]
 
 
-def test_the_forward_times_its_chunk_against_half_of_it(monkeypatch, rel):
-    """On the GPU (faked here) the chunk-parallel forward times the variant's chunk and half of it
-    once per shape bucket, remembers the faster, and runs it: same results either way."""
+def _forward_search_preferring(monkeypatch, chunk: int):
+    """Fakes the GPU's forward chunk search: the way whose kernels all ran at `chunk` times
+    fastest. Returns what the search remembers and the chunks the last run launched at."""
     monkeypatch.setattr(launch, "_FITTING_CHUNK", {})
     monkeypatch.setattr(launch, "searches_chunk", lambda q, v, chunk, schedule: chunk >= 32)
     remembered, chunks = {}, []
@@ -106,13 +106,20 @@ def test_the_forward_times_its_chunk_against_half_of_it(monkeypatch, rel):
         chunks.append(self.consts["BC"])
         real_run(self, kernel, grid, pointers)
 
-    def half_is_faster(run):
+    def preferred_is_faster(run):
         chunks.clear()
         run()
-        return 1.0 if set(chunks) == {32} else 2.0
+        return 1.0 if set(chunks) == {chunk} else 2.0
     monkeypatch.setattr(launch.Launch, "run", run_noting_chunks)
     monkeypatch.setattr(tuning, "search", lambda key, *a, **kw: real_search(
-        key, *a, **(dict(kw, timer=half_is_faster) if key and "forward chunk" in key else kw)))
+        key, *a, **(dict(kw, timer=preferred_is_faster) if key and "forward chunk" in key else kw)))
+    return remembered, chunks
+
+
+def test_the_forward_times_its_chunk_against_half_of_it(monkeypatch, rel):
+    """On the GPU (faked here) the chunk-parallel forward times the variant's chunk and half of it
+    once per shape bucket, remembers the faster, and runs it: same results either way."""
+    remembered, chunks = _forward_search_preferring(monkeypatch, 32)
     x = inputs(5)
     o, _ = ops.chunk_simple_gla(x["q"], x["k"], x["v"], g=x["g"])
     assert set(chunks) == {32}
@@ -125,29 +132,13 @@ def test_the_forward_times_its_chunk_against_half_of_it(monkeypatch, rel):
 def test_the_forward_may_time_twice_its_chunk_too(monkeypatch, rel):
     """With FLEXLA_DOUBLE_CHUNK the forward's search also times twice the variant's chunk, last
     (where FLEXLA_TUNE=last checks it), under a key of its own; picked, it runs and is right."""
-    monkeypatch.setattr(launch, "_FITTING_CHUNK", {})
-    monkeypatch.setattr(launch, "searches_chunk", lambda q, v, chunk, schedule: chunk >= 32)
+    remembered, chunks = _forward_search_preferring(monkeypatch, 128)
     q, v = torch.zeros(1, 8, 1, 16), torch.zeros(1, 8, 1, 136)
     plain = launch.forward_ways({"v_split": True}, q, v[..., :24], 64, None)     # the run below's V
     monkeypatch.setattr(launch, "DOUBLE_CHUNK", True)
     assert launch.forward_ways({"v_split": True}, q, v, 64, None) == [
         (64, None), (32, None), (128, None), (64, True), (32, True), (128, True)]
     assert launch.forward_ways({"v_split": True}, q, v[..., :128], 64, None)[-1] == (128, None)
-    remembered, chunks = {}, []
-    monkeypatch.setattr(tuning, "_remember", remembered.__setitem__)
-    real_run, real_search = launch.Launch.run, tuning.search
-
-    def run_noting_chunks(self, kernel, grid, pointers):
-        chunks.append(self.consts["BC"])
-        real_run(self, kernel, grid, pointers)
-
-    def double_is_faster(run):
-        chunks.clear()
-        run()
-        return 1.0 if set(chunks) == {128} else 2.0
-    monkeypatch.setattr(launch.Launch, "run", run_noting_chunks)
-    monkeypatch.setattr(tuning, "search", lambda key, *a, **kw: real_search(
-        key, *a, **(dict(kw, timer=double_is_faster) if key and "forward chunk" in key else kw)))
     gen = torch.Generator().manual_seed(3)
     B, T, H, K, V = 1, 300, 2, 16, 24          # three chunks of 128, the last one partial
     q, k, v = (torch.randn(B, T, H, d, generator=gen) for d in (K, K, V))
