@@ -305,9 +305,9 @@ def searches_chunk(q, v, chunk_size, schedule) -> bool:
 
 def chunk_search(compiled, q, v, chunk_size, direction: str, ways: list, at, key_of_pass: tuple, name_of=None,
                  unit="chunk"):
-    """at(the fastest of ways), timed once per device, module and shape bucket and then remembered
-    (runtime/tuning.search), where there are several ways; each way's kernels compiled ahead, all
-    at once (runtime/precompile.py)."""
+    """at(the fastest of ways), timed once per device, module, shape bucket and list of ways and
+    then remembered (runtime/tuning.search), where there are several ways; each way's kernels
+    compiled ahead, all at once (runtime/precompile.py)."""
     B, T, H = v.shape[:3]
     key = None if len(ways) == 1 else "|".join(
         [device_name(q.device), triton.__version__, compiled.key, f"{direction} chunk", repr(ways),
