@@ -7,10 +7,7 @@ import re
 import pytest
 
 from flexla.variants import get
-
-
-def _kernel(source: str, name: str) -> str:
-    return source.split(f"def {name}(")[1].split("@triton.jit")[0]
+from variant_cases import kernel_of
 
 
 def _ahead_tiles(kernel: str) -> set:
@@ -21,9 +18,9 @@ def _ahead_tiles(kernel: str) -> set:
 @pytest.mark.parametrize("name", ["delta_rule", "kda"])
 def test_the_state_gradient_scan_loads_its_added_tile_ahead(name):
     source = get(name).compile().source
-    ahead = _ahead_tiles(_kernel(source, "bwd_states"))
+    ahead = _ahead_tiles(kernel_of(source, "bwd_states"))
     assert len(ahead) == 1                       # the staged term of k dS + A^T do
     (tile,) = ahead
-    assert re.search(rf"= \(\w+ \+ {tile}\)|= \({tile} \+ \w+\)", _kernel(source, "bwd_states"))
+    assert re.search(rf"= \(\w+ \+ {tile}\)|= \({tile} \+ \w+\)", kernel_of(source, "bwd_states"))
     # the forward scan's u is subtracted from a product, not added: left to Triton's pipeliner
-    assert not _ahead_tiles(_kernel(source, "chunk_states"))
+    assert not _ahead_tiles(kernel_of(source, "chunk_states"))

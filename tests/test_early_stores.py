@@ -6,11 +6,7 @@ import pytest
 import torch
 
 from flexla.variants import get
-from variant_cases import gradients, random_inputs
-
-
-def _kernel(source: str, name: str) -> str:
-    return source.split(f"def {name}(")[1].split("@triton.jit")[0]
+from variant_cases import extras_at_37, gradients, kernel_of, random_inputs
 
 
 def _stored_after_computed(kernel: str) -> bool:
@@ -29,11 +25,11 @@ def test_the_prep_kernel_stores_each_tile_when_computed(monkeypatch):
     late = variant.compile().source
     monkeypatch.setenv("FLEXLA_EARLY_STORES", "1")
     early = variant.compile().source
-    assert not _stored_after_computed(_kernel(late, "bwd_prep"))      # all at the end
+    assert not _stored_after_computed(kernel_of(late, "bwd_prep"))      # all at the end
     for name in ("chunk_prep", "bwd_prep", "chunk_output"):
-        assert _stored_after_computed(_kernel(early, name)), name
+        assert _stored_after_computed(kernel_of(early, name)), name
     # a transpose only stored now follows what it transposes
-    assert re.search(r"(\w+) = .*\n\s+transpose_\w+ = tl\.trans\(\1\)", _kernel(early, "bwd_prep"))
+    assert re.search(r"(\w+) = .*\n\s+transpose_\w+ = tl\.trans\(\1\)", kernel_of(early, "bwd_prep"))
 
 
 def test_the_option_is_checked(monkeypatch):
@@ -46,12 +42,9 @@ def test_the_option_is_checked(monkeypatch):
 def test_early_stores_give_the_same_outputs_and_gradients(name, monkeypatch):
     variant = get(name)
     (q, k, v), extras, h0 = random_inputs(name, 1, 37, 2, 16, 24)   # 37: a partial last chunk
+    extras = extras_at_37(name, 16, torch.Generator().manual_seed(1)) or extras
     if name != "gla":
-        k = torch.nn.functional.normalize(k, dim=-1)        # unit keys, betas in (0, 1), log decays
-        beta = torch.rand(1, 37, 2, generator=torch.Generator().manual_seed(1))
-        decay = torch.nn.functional.logsigmoid(torch.randn(1, 37, 2, *([16] if name == "kda" else []),
-                                                           generator=torch.Generator().manual_seed(2)) + 2) / 4
-        extras = [beta] if name == "delta_rule" else [decay, beta]
+        k = torch.nn.functional.normalize(k, dim=-1)        # unit keys, as the delta rules expect
     inputs = [q, k, v, *extras, h0]
     old = variant.schedule, variant.chunk_size
     variant.schedule, variant.chunk_size = "chunk", 16

@@ -8,18 +8,7 @@ import torch
 import flexla
 from flexla.runtime import launch
 from flexla.variants import get
-from variant_cases import gradients, random_inputs
-
-
-def _extras(name, K, gen):
-    """Extra inputs and the initial states (beyond q, k, v and the [K, V] state) per variant, at
-    B = 1, T = 37, H = 2."""
-    r = lambda *s: torch.randn(*s, generator=gen)
-    log_decay = torch.nn.functional.logsigmoid(r(1, 37, 2, K) + 2) / 4
-    beta = torch.rand(1, 37, 2, generator=gen)
-    return {"rwkv6": [log_decay, 0.5 * r(2, K)], "delta_rule": [beta], "kda": [log_decay, beta],
-            "gated_delta_rule": [torch.nn.functional.logsigmoid(r(1, 37, 2) + 2), beta],
-            "mlstm": [r(1, 37, 2), r(1, 37, 2) + 3, torch.full((2,), 1e-6)]}.get(name)
+from variant_cases import extras_at_37, gradients, random_inputs
 
 
 @flexla.linear_attention(chunk_size=16)
@@ -46,7 +35,7 @@ def _sliced_against_whole(name, K, V, knob, value, axis, monkeypatch, rel, varia
     stands in for the shipped one of that name (called on the same inputs)."""
     variant = variant or get(name)
     (q, k, v), extras, h0 = random_inputs(name, 1, 37, 2, K, V)
-    extras = _extras(name, K, torch.Generator().manual_seed(1)) or extras
+    extras = extras_at_37(name, K, torch.Generator().manual_seed(1)) or extras
     if name in ("delta_rule", "gated_delta_rule", "kda"):
         k = torch.nn.functional.normalize(k, dim=-1)
     h0 = [h0] + ([torch.randn(1, 2, K)] if name == "mlstm" else [])     # mLSTM's normaliser state

@@ -5,7 +5,7 @@ import torch
 
 from flexla.runtime import launch
 from flexla.variants import get
-from variant_cases import gradients, random_inputs
+from variant_cases import extras_at_37, gradients, random_inputs
 
 
 @pytest.mark.parametrize("name,mode", [("gla", "auto"), ("rwkv6", "auto"),   # rwkv6: split d_u per chunk
@@ -14,13 +14,9 @@ def test_split_and_whole_gradient_kernels_agree(name, mode, monkeypatch, rel):
     variant = get(name)
     monkeypatch.setenv("FLEXLA_SPLIT_GRADS", mode)       # part of the compiled module's key
     (q, k, v), extras, h0 = random_inputs(name, 1, 37, 2, 16, 24)
-    if name == "rwkv6":      # log decays per token and key, a bonus per head and key
-        extras = [torch.nn.functional.logsigmoid(torch.randn(1, 37, 2, 16) + 2) / 4, 0.5 * torch.randn(2, 16)]
-    if name in ("delta_rule", "kda"):     # unit keys, betas in (0, 1), and KDA's per-key log decays
+    extras = extras_at_37(name, 16, torch.Generator().manual_seed(1)) or extras
+    if name in ("delta_rule", "kda"):     # unit keys
         k = torch.nn.functional.normalize(k, dim=-1)
-        beta = torch.rand(1, 37, 2)
-        extras = [beta] if name == "delta_rule" else [
-            torch.nn.functional.logsigmoid(torch.randn(1, 37, 2, 16) + 2) / 4, beta]
     meta = variant.compile().meta
     assert meta["split_grad_kernels"]                                # these variants do split
     launched = []

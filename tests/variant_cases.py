@@ -17,6 +17,22 @@ def extras_for(name, B, T, H, K, V, gen):
     return []
 
 
+def extras_at_37(name, K, gen):
+    """Extra inputs and the initial states (beyond q, k, v and the [K, V] state) of the variants
+    random_inputs has none for, at B = 1, T = 37, H = 2; None for the others."""
+    r = lambda *s: torch.randn(*s, generator=gen)
+    log_decay = F.logsigmoid(r(1, 37, 2, K) + 2) / 4
+    beta = torch.rand(1, 37, 2, generator=gen)
+    return {"rwkv6": [log_decay, 0.5 * r(2, K)], "delta_rule": [beta], "kda": [log_decay, beta],
+            "gated_delta_rule": [F.logsigmoid(r(1, 37, 2) + 2), beta],
+            "mlstm": [r(1, 37, 2), r(1, 37, 2) + 3, torch.full((2,), 1e-6)]}.get(name)
+
+
+def kernel_of(source: str, name: str) -> str:
+    """One kernel's text in a generated module's source."""
+    return source.split(f"def {name}(")[1].split("@triton.jit")[0]
+
+
 def gradients(variant, inputs, states=1):
     """The gradients of every input (the last `states` of them initial states) of a loss on the
     output and the final states, for tests that compare two ways of computing them."""
