@@ -13,14 +13,5 @@ def split_grads() -> str:
     return mode
 
 
-def early_stores() -> bool:
-    """FLEXLA_EARLY_STORES=1: per-chunk kernels store each output as soon as it is computed
-    (codegen/kernels._stored_when_computed), not all at the end. Off until checked on a GPU."""
-    mode = os.environ.get("FLEXLA_EARLY_STORES", "0")
-    if mode not in ("0", "1"):
-        raise ValueError(f"FLEXLA_EARLY_STORES must be 0 or 1, got {mode!r}")
-    return mode == "1"
-
-
 def fingerprint() -> str:
-    return f"split_grads={split_grads()},early_stores={int(early_stores())}"
+    return f"split_grads={split_grads()}"

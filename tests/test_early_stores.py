@@ -1,12 +1,10 @@
-"""FLEXLA_EARLY_STORES=1: per-chunk kernels store each output just after the line that computes
-it (codegen/kernels._stored_when_computed, _outputs_early), and compute the same numbers."""
+"""Per-chunk kernels store each output just after the line that computes it
+(codegen/kernels._stored_when_computed, _outputs_early); the gradient kernels that walk V in a
+loop keep their stores at the end."""
 import re
 
-import pytest
-import torch
-
 from flexla.variants import get
-from variant_cases import extras_at_37, gradients, kernel_of, random_inputs
+from variant_cases import kernel_of
 
 
 def _stored_after_computed(kernel: str) -> bool:
@@ -19,43 +17,11 @@ def _stored_after_computed(kernel: str) -> bool:
     return True
 
 
-def test_the_prep_kernel_stores_each_tile_when_computed(monkeypatch):
-    variant = get("kda")
-    monkeypatch.setenv("FLEXLA_EARLY_STORES", "0")
-    late = variant.compile().source
-    monkeypatch.setenv("FLEXLA_EARLY_STORES", "1")
-    early = variant.compile().source
-    assert not _stored_after_computed(kernel_of(late, "bwd_prep"))      # all at the end
+def test_the_prep_kernel_stores_each_tile_when_computed():
+    source = get("kda").compile().source
     for name in ("chunk_prep", "bwd_prep", "chunk_output"):
-        assert _stored_after_computed(kernel_of(early, name)), name
-    # a transpose only stored now follows what it transposes
-    assert re.search(r"(\w+) = .*\n\s+transpose_\w+ = tl\.trans\(\1\)", kernel_of(early, "bwd_prep"))
-
-
-def test_the_option_is_checked(monkeypatch):
-    monkeypatch.setenv("FLEXLA_EARLY_STORES", "yes")
-    with pytest.raises(ValueError, match="FLEXLA_EARLY_STORES must be 0 or 1"):
-        get("delta_rule").compile()
-
-
-@pytest.mark.parametrize("name", ["delta_rule", "kda", "gla"])
-def test_early_stores_give_the_same_outputs_and_gradients(name, monkeypatch):
-    variant = get(name)
-    (q, k, v), extras, h0 = random_inputs(name, 1, 37, 2, 16, 24)   # 37: a partial last chunk
-    extras = extras_at_37(name, 16, torch.Generator().manual_seed(1)) or extras
-    if name != "gla":
-        k = torch.nn.functional.normalize(k, dim=-1)        # unit keys, as the delta rules expect
-    inputs = [q, k, v, *extras, h0]
-    old = variant.schedule, variant.chunk_size
-    variant.schedule, variant.chunk_size = "chunk", 16
-    run = lambda: [*variant(*inputs[:-1], initial_state=inputs[-1], output_final_state=True),
-                   *gradients(variant, inputs)]
-    try:
-        monkeypatch.setenv("FLEXLA_EARLY_STORES", "0")
-        before = run()
-        monkeypatch.setenv("FLEXLA_EARLY_STORES", "1")
-        after = run()
-    finally:
-        variant.schedule, variant.chunk_size = old
-    for a, b in zip(after, before):
-        assert torch.equal(a, b)
+        assert _stored_after_computed(kernel_of(source, name)), name
+    # a transpose only stored follows what it transposes
+    assert re.search(r"(\w+) = .*\n\s+transpose_\w+ = tl\.trans\(\1\)", kernel_of(source, "bwd_prep"))
+    # the gradient kernel walks V in a loop, and stores what the loop sums after it
+    assert not _stored_after_computed(kernel_of(source, "bwd_grads"))
