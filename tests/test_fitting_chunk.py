@@ -110,9 +110,14 @@ def _forward_search_preferring(monkeypatch, chunk: int):
         chunks.clear()
         run()
         return 1.0 if set(chunks) == {chunk} else 2.0
+    def searching(key, *a, **kw):
+        if not (key and "forward chunk" in key):
+            return real_search(key, *a, **kw)
+        best = real_search(key, *a, **dict(kw, timer=preferred_is_faster))
+        chunks.clear()                          # what the chosen way then launches
+        return best
     monkeypatch.setattr(launch.Launch, "run", run_noting_chunks)
-    monkeypatch.setattr(tuning, "search", lambda key, *a, **kw: real_search(
-        key, *a, **(dict(kw, timer=preferred_is_faster) if key and "forward chunk" in key else kw)))
+    monkeypatch.setattr(tuning, "search", searching)
     return remembered, chunks
 
 
@@ -129,16 +134,14 @@ def test_the_forward_times_its_chunk_against_half_of_it(monkeypatch, rel):
     assert rel(o, ro) < TOL
 
 
-def test_the_forward_may_time_twice_its_chunk_too(monkeypatch, rel):
-    """With FLEXLA_DOUBLE_CHUNK the forward's search also times twice the variant's chunk, last
-    (where FLEXLA_TUNE=last checks it), under a key of its own; picked, it runs and is right."""
+def test_the_forward_times_twice_its_chunk_too(monkeypatch, rel):
+    """The forward's search also times twice the variant's chunk, last (where FLEXLA_TUNE=last
+    checks it), and names the ways it chose among in its key; picked, it runs and is right."""
     remembered, chunks = _forward_search_preferring(monkeypatch, 128)
     q, v = torch.zeros(1, 8, 1, 16), torch.zeros(1, 8, 1, 136)
-    plain = launch.forward_ways({"v_split": True}, q, v[..., :24], 64, None)     # the run below's V
-    monkeypatch.setattr(launch, "DOUBLE_CHUNK", True)
-    assert launch.forward_ways({"v_split": True}, q, v, 64, None) == [
+    assert launch.forward_ways({"v_split": True, "staged": []}, q, v, 64, None) == [
         (64, None), (32, None), (128, None), (64, True), (32, True), (128, True)]
-    assert launch.forward_ways({"v_split": True}, q, v[..., :128], 64, None)[-1] == (128, None)
+    assert launch.forward_ways({"v_split": True, "staged": []}, q, v[..., :128], 64, None)[-1] == (128, None)
     gen = torch.Generator().manual_seed(3)
     B, T, H, K, V = 1, 300, 2, 16, 24          # three chunks of 128, the last one partial
     q, k, v = (torch.randn(B, T, H, d, generator=gen) for d in (K, K, V))
@@ -147,7 +150,7 @@ def test_the_forward_may_time_twice_its_chunk_too(monkeypatch, rel):
     assert set(chunks) == {128}
     (key, chosen), = [(k, c) for k, c in remembered.items() if "forward chunk" in k]
     assert chosen == (128, None)
-    assert "(128, None)]" in key and repr(plain) not in key      # not a choice made among fewer ways
+    assert "[(64, None), (32, None), (128, None)]" in key      # not a choice made among fewer ways
     ro, _ = simple_gla_ref(q.double(), k.double(), v.double(), g=g.double())
     assert rel(o, ro) < TOL
 
@@ -158,10 +161,13 @@ def test_the_forward_also_times_the_output_split_where_v_is_wide(monkeypatch, re
     monkeypatch.setattr(launch, "_FITTING_CHUNK", {})
     monkeypatch.setattr(launch, "searches_chunk", lambda q, v, chunk, schedule: chunk >= 32)
     q, v = torch.zeros(1, 8, 1, 16), torch.zeros(1, 8, 1, 136)
-    splits_v = {"v_split": True}
-    assert launch.forward_ways(splits_v, q, v, 64, None) == [(64, None), (32, None), (64, True), (32, True)]
-    assert launch.forward_ways(splits_v, q, v[..., :128], 64, None) == [(64, None), (32, None)]
-    assert launch.forward_ways({"v_split": False}, q, v, 64, None) == [(64, None), (32, None)]   # nothing to split
+    splits_v = {"v_split": True, "staged": []}
+    assert launch.forward_ways(splits_v, q, v, 64, None) == [
+        (64, None), (32, None), (128, None), (64, True), (32, True), (128, True)]
+    assert launch.forward_ways(splits_v, q, v[..., :128], 64, None) == [(64, None), (32, None), (128, None)]
+    assert launch.forward_ways({"v_split": False, "staged": []}, q, v, 64, None) == [(64, None), (32, None), (128, None)]
+    stages_a_matrix = {"v_split": False, "staged": [("transpose_10", ("K", "C"), True)]}
+    assert launch.forward_ways(stages_a_matrix, q, v, 64, None) == [(64, None), (32, None)]
     splits, real_output_launch, real_search = [], launch.output_launch, tuning.search
 
     def noting_split(*a, **kw):

@@ -48,10 +48,6 @@ NARROW_TILES = os.environ.get("FLEXLA_NARROW_TILES", "") not in ("", "0")
 # (KeptStates); FLEXLA_KEEP_STATES=0 recomputes them there instead, holding less memory between
 # the two passes
 KEEP_STATES = os.environ.get("FLEXLA_KEEP_STATES", "1") != "0"
-# whether the forward's chunk search also times twice the variant's chunk (forward_ways): half the
-# chunk states to write and read, and half the steps of a scan that few heads leave latency-bound;
-# FLEXLA_DOUBLE_CHUNK=1 (experiments: not yet timed or checked on a GPU)
-DOUBLE_CHUNK = os.environ.get("FLEXLA_DOUBLE_CHUNK", "0") == "1"
 DOT_DTYPES = {torch.bfloat16: tl.bfloat16, torch.float16: tl.float16, torch.float32: tl.float32,
               torch.float64: tl.float64}
 
@@ -281,18 +277,27 @@ def forward(compiled, q, k, v, extras, scale, h0s, want_ht, chunk_size, schedule
 
 
 def forward_ways(meta, q, v, chunk_size, schedule) -> list:
-    """The (chunk, output kernel's V split) pairs the forward times: the variant's chunk and half of
-    it, the split left to output_launch (None); where V is wider than 128 and the variant's forward
+    """The (chunk, output kernel's V split) pairs the forward times: the variant's chunk, half of it
+    and twice it, the split left to output_launch (None); where V is wider than 128 and the variant's forward
     splits V at all (meta v_split), also each with the split (True). There the whole-V output
     kernel spills, yet each V slice recomputes the chunk's scores, so which wins depends on the
     variant (run 127, H200, (2, 4096, 8, 256), chunk 64: the delta rule's output kernel 0.214 ms
-    whole, 0.148 split; KDA's 0.348 whole, 0.492 split). With DOUBLE_CHUNK, twice the chunk
-    too, last (FLEXLA_TUNE=last checks it); where its kernels do not fit, it runs at the chunk that
-    does (with_fitting_chunk)."""
+    whole, 0.148 split; KDA's 0.348 whole, 0.492 split). Twice the chunk halves the chunk states
+    written and read and the steps of a scan that few heads leave latency-bound (run 156: linear
+    attention's forward 15-21% faster at 16 heads); it comes last, so FLEXLA_TUNE=last checks it.
+    Not where the forward stages matrix tiles per chunk (stages_matrices)."""
     if not searches_chunk(q, v, chunk_size, schedule):
         return [(chunk_size, None)]
-    chunks = [chunk_size, chunk_size // 2] + ([chunk_size * 2] if DOUBLE_CHUNK else [])
+    chunks = [chunk_size, chunk_size // 2] + ([] if stages_matrices(meta) else [chunk_size * 2])
     return [(c, None) for c in chunks] + [(c, True) for c in chunks if meta["v_split"] and v.shape[-1] > 128]
+
+
+def stages_matrices(meta) -> bool:
+    """Whether the forward stages [C, K]-like tiles per chunk (the delta rules', KDA's, GLA's,
+    RWKV-6's), which at twice the chunk hold twice the registers: run 156 (H200, 16 heads, D = 128)
+    found the delta rules' and KDA's kernels too big at chunk 128 and GLA's and RWKV-6's forward
+    16-28% slower there, and the extra way cost KDA's cold forward 8-11 -> 28 s of compiling."""
+    return any(len(dims) == 2 for _, dims, _ in meta["staged"])
 
 
 def searches_chunk(q, v, chunk_size, schedule) -> bool:
