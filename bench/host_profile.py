@@ -4,7 +4,10 @@ kernels of one call (torch profiler) and, for flexla, a cProfile of the host sid
 host time exceeds its kernels' time is host-bound: do_bench then times the host.
 
     python bench/host_profile.py chunk_linear_attn,chunk_retention [--shape 8,2048,16,128,128]
-        [--flexla-only] [--no-cprofile]
+        [--flexla-only] [--no-cprofile] [--do-bench]
+
+--do-bench also times the forward as gpu_run.py does (triton.testing.do_bench, median, L2 flushed
+between calls), three times in a row, against the same with a CUDA graph (no host time at all).
 """
 from __future__ import annotations
 
@@ -40,6 +43,19 @@ def per_call_ms(fn, n=CALLS):
     return host, start.elapsed_time(end) / n
 
 
+def do_bench(fn):
+    from triton.testing import do_bench
+    return do_bench(fn, warmup=25, rep=100, return_mode="median")
+
+
+def in_graph(fn):
+    from triton.testing import do_bench_cudagraph
+    try:
+        return do_bench_cudagraph(fn, rep=100, return_mode="median")
+    except Exception:  # noqa: BLE001      # a call that cannot be captured
+        return float("nan")
+
+
 def kernels(fn, top=16):
     from torch.profiler import ProfilerActivity, profile
     with profile(activities=[ProfilerActivity.CUDA]) as p:
@@ -56,6 +72,7 @@ def main():
     p.add_argument("--shape", default="8,2048,16,128,128", help="B,T,H,K,V")
     p.add_argument("--flexla-only", action="store_true")
     p.add_argument("--no-cprofile", action="store_true")
+    p.add_argument("--do-bench", action="store_true")
     args = p.parse_args()
     shape = tuple(int(x) for x in args.shape.split(","))
     peers = {} if args.flexla_only else g.load_fla()
@@ -79,6 +96,10 @@ def main():
             except Exception as e:  # noqa: BLE001
                 print(f"{op} {who}: {type(e).__name__}: {str(e)[:100]}")
                 continue
+            if args.do_bench:
+                print(f"{op:22s} {who:7s} forward do_bench ms: " + " ".join(
+                    f"{do_bench(forward):.3f}" for _ in range(3)) + ", in a CUDA graph: " + " ".join(
+                    f"{in_graph(forward):.3f}" for _ in range(3)))
             fwd_host, fwd_gpu = per_call_ms(forward)
             host, gpu = per_call_ms(forward_backward)
             total, top = kernels(forward_backward)
