@@ -308,6 +308,24 @@ def floor_ms(op, mode, B, T, H, K, V):
     return max(io / 4.2e12, flops / 750e12) * 1e3
 
 
+def in_graph_ms(run):
+    """The forward replayed from a CUDA graph: its kernels' time without the host's, next to
+    do_bench's (rows of a few hundred microseconds are host-bound and move between processes,
+    docs/performance.md runs 156-160); None where the call cannot be captured."""
+    from triton.testing import do_bench_cudagraph
+    if GRAPHS_FAILED:
+        return None
+    try:
+        return do_bench_cudagraph(run, rep=100, return_mode="median")
+    except Exception as e:  # noqa: BLE001      # a failed capture may leave the stream unusable:
+        GRAPHS_FAILED.append(e)                  # no more graphs in this process
+        log(f"no CUDA graphs from here on: {type(e).__name__}: {str(e)[:160]}")
+        return None
+
+
+GRAPHS_FAILED = []
+
+
 def timing(device, dtype, fla, shapes, modes, budget_s, do_bench, save, ops, schedules):
     rows, sdpa = [], {}
     meta = dict(device=torch.cuda.get_device_name() if device == "cuda" else "cpu", torch=torch.__version__,
@@ -367,6 +385,8 @@ def timing(device, dtype, fla, shapes, modes, budget_s, do_bench, save, ops, sch
                             row[f"{who}_peak_mb"] = round((torch.cuda.max_memory_allocated() - base) / 2**20, 1)
                         grads = list(xs.values()) if mode == "fwdbwd" else None
                         row[key] = do_bench(run, warmup=25, rep=100, grad_to_none=grads, return_mode="median")
+                        if mode == "fwd" and device == "cuda":
+                            row[f"{who}_graph_ms"] = in_graph_ms(run)
                     except Exception as e:  # noqa: BLE001
                         row[key] = None
                         row[f"{who}_error"] = f"{type(e).__name__}: {str(e)[:300]}"

@@ -48,14 +48,6 @@ def do_bench(fn):
     return do_bench(fn, warmup=25, rep=100, return_mode="median")
 
 
-def in_graph(fn):
-    from triton.testing import do_bench_cudagraph
-    try:
-        return do_bench_cudagraph(fn, rep=100, return_mode="median")
-    except Exception:  # noqa: BLE001      # a call that cannot be captured
-        return float("nan")
-
-
 def kernels(fn, top=16):
     from torch.profiler import ProfilerActivity, profile
     with profile(activities=[ProfilerActivity.CUDA]) as p:
@@ -99,7 +91,7 @@ def main():
             if args.do_bench:
                 print(f"{op:22s} {who:7s} forward do_bench ms: " + " ".join(
                     f"{do_bench(forward):.3f}" for _ in range(3)) + ", in a CUDA graph: " + " ".join(
-                    f"{in_graph(forward):.3f}" for _ in range(3)))
+                    f"{g.in_graph_ms(forward) or float('nan'):.3f}" for _ in range(3)))
             fwd_host, fwd_gpu = per_call_ms(forward)
             host, gpu = per_call_ms(forward_backward)
             total, top = kernels(forward_backward)
