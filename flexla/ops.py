@@ -21,6 +21,7 @@ from .variants.hgrn import HGRN
 from .variants.kda import KDA
 from .variants.kda_qk_norm import KDAQKNorm
 from .variants.linear_attn import LinearAttention
+from .variants.linear_attn_normalized import NormalizedLinearAttention
 from .variants.mamba2 import Mamba2
 from .variants.mlstm import MLSTM
 from .variants.retention import Retention
@@ -40,47 +41,41 @@ def _run(variant, q, k, v, extras, scale, initial_state, output_final_state, cu_
         raise ValueError(f"The batch size is expected to be 1 rather than {q.shape[0]} when using `cu_seqlens`.")
     bounds = [int(x) for x in cu_seqlens.tolist()]
     n = len(bounds) - 1
-    if initial_state is not None and initial_state.shape[0] != n:
+    several = isinstance(initial_state, tuple)          # a variant with more than one state
+    first = initial_state[0] if several else initial_state
+    if first is not None and first.shape[0] != n:
         raise ValueError(f"The number of initial states is expected to be equal to the number of input "
-                         f"sequences, i.e., {n} rather than {initial_state.shape[0]}.")
+                         f"sequences, i.e., {n} rather than {first.shape[0]}.")
     outs, finals = [], []
     for i, (bos, eos) in enumerate(zip(bounds[:-1], bounds[1:])):
         sl = lambda x: x[:, bos:eos] if x.dim() >= 3 else x
-        o, ht = variant(sl(q), sl(k), sl(v), *[sl(e) for e in extras], scale=scale,
-                        initial_state=None if initial_state is None else initial_state[i:i + 1],
+        h0 = (None if initial_state is None else tuple(s[i:i + 1] for s in initial_state) if several
+              else initial_state[i:i + 1])
+        o, ht = variant(sl(q), sl(k), sl(v), *[sl(e) for e in extras], scale=scale, initial_state=h0,
                         output_final_state=output_final_state)
         outs.append(o)
         finals.append(ht)
-    return torch.cat(outs, 1), torch.cat(finals, 0) if output_final_state else None
+    if not output_final_state:
+        return torch.cat(outs, 1), None
+    return torch.cat(outs, 1), (tuple(torch.cat(f, 0) for f in zip(*finals)) if isinstance(finals[0], tuple)
+                                else torch.cat(finals, 0))
 
 
 def chunk_linear_attn(q, k, v, scale=None, initial_state=None, output_final_state=False,
                       normalize=True, cu_seqlens=None):
     """Linear attention. With normalize=True (FLA's default) the output is divided by
-    q . (sum of keys so far) + 1e-10 and the final state is the pair (S, z) with z [N, 1, H, K]."""
-    z0 = None
-    if normalize and isinstance(initial_state, tuple):
-        initial_state, z0 = initial_state
-    scale = q.shape[-1] ** -0.5 if scale is None else scale
-    o, S = _run(LinearAttention, q, k, v, [], scale, initial_state, output_final_state, cu_seqlens)
+    q . (sum of keys so far) + 1e-10, in the kernels (variants/linear_attn_normalized.py), and the
+    state is the pair (S, z) with z [N, 1, H, K]; a bare initial state is S, with z = 0."""
     if not normalize:
-        return o, S
-    z, zT = _key_sums(k, z0, cu_seqlens)
-    o = (o / ((q * scale * z).sum(-1, keepdim=True) + 1e-10)).to(v.dtype)
-    return o, ((S, zT) if output_final_state else None)
-
-
-def _key_sums(k, z0, cu_seqlens):
-    """Running sum of keys per sequence, [B, T, H, K], and the last one per sequence, [N, 1, H, K]."""
-    bounds = [0, k.shape[1]] if cu_seqlens is None else [int(x) for x in cu_seqlens.tolist()]
-    parts, last = [], []
-    for i, (bos, eos) in enumerate(zip(bounds[:-1], bounds[1:])):
-        z = k[:, bos:eos].float().cumsum(1)
-        if z0 is not None:
-            z = z + (z0 if cu_seqlens is None else z0[i:i + 1]).float()
-        parts.append(z)
-        last.append(z[:, -1:].to(k.dtype))
-    return torch.cat(parts, 1), torch.cat(last, 0)
+        return _run(LinearAttention, q, k, v, [], scale, initial_state, output_final_state, cu_seqlens)
+    S0, z0 = initial_state if isinstance(initial_state, tuple) else (initial_state, None)
+    h0 = None
+    if S0 is not None or z0 is not None:
+        N, H, K, V = (z0.shape[0], q.shape[2], q.shape[3], v.shape[3]) if S0 is None else S0.shape
+        h0 = (torch.zeros(N, H, K, V, device=q.device) if S0 is None else S0,
+              torch.zeros(N, H, K, device=q.device) if z0 is None else z0[:, 0])
+    o, ht = _run(NormalizedLinearAttention, q, k, v, [], scale, h0, output_final_state, cu_seqlens)
+    return o, ((ht[0], ht[1][:, None].to(k.dtype)) if output_final_state else None)
 
 
 def chunk_retention(q, k, v, scale=None, initial_state=None, output_final_state=False, cu_seqlens=None):

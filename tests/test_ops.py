@@ -86,3 +86,40 @@ def test_ops_train(rel):
 
     for n, a, b in zip(names, grads(ops.chunk_simple_gla, torch.float32), grads(simple_gla_ref, torch.float64)):
         assert rel(a, b) < 1e-4, n
+
+
+@pytest.mark.parametrize("schedule", ["fused", "chunk"])
+def test_normalized_linear_attn_gradients_and_key_sum_state(schedule, rel):
+    """normalize=True divides in the kernels: output, both final states and every gradient,
+    including the initial key sum's, against the float64 recurrence (T = 45: a partial chunk)."""
+    from flexla.variants import get
+    x = inputs(6)
+    q, k = x["q"].abs(), x["k"].abs()       # a normaliser away from 0, as with positive features
+    z0 = torch.rand(B, 1, H, K, generator=torch.Generator().manual_seed(6))
+    leaves = [t.clone().requires_grad_() for t in (q, k, x["v"], x["h0"], z0)]
+    variant = get("linear_attn_normalized")
+    old, variant.schedule = variant.schedule, schedule
+    try:
+        o, (S, z) = ops.chunk_linear_attn(*leaves[:3], initial_state=tuple(leaves[3:]), output_final_state=True)
+    finally:
+        variant.schedule = old
+    ref = [t.detach().double().requires_grad_() for t in leaves]
+    ro, (rS, rz) = linear_attn_ref(*ref[:3], initial_state=tuple(ref[3:]), output_final_state=True)
+    assert z.shape == (B, 1, H, K)
+    assert rel(o, ro) < TOL and rel(S, rS) < TOL and rel(z, rz) < TOL
+    w = torch.linspace(-1, 1, V)
+    for out, s, zs in ((o, S, z), (ro, rS, rz)):
+        ((out * w.to(out.dtype)).sum() + s.square().sum() + zs.square().sum()).backward()
+    for a, b in zip(leaves, ref):
+        assert rel(a.grad, b.grad) < 1e-4
+
+
+def test_normalized_linear_attn_varlen_and_key_sum_alone(rel):
+    x = inputs(7, b=1, t=70)
+    q, k = x["q"].abs(), x["k"].abs()
+    cu = torch.tensor([0, 13, 50, 70])
+    z0 = torch.rand(3, 1, H, K, generator=torch.Generator().manual_seed(7))
+    o, (S, z) = ops.chunk_linear_attn(q, k, x["v"], initial_state=(None, z0), output_final_state=True, cu_seqlens=cu)
+    ro, (rS, rz) = linear_attn_ref(q, k, x["v"], initial_state=(None, z0), output_final_state=True, cu_seqlens=cu)
+    assert S.shape == (3, H, K, V) and z.shape == (3, 1, H, K)
+    assert rel(o, ro) < TOL and rel(S, rS) < TOL and rel(z, rz) < TOL
