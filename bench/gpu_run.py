@@ -8,6 +8,7 @@ and a short table. Timings go to bench/results.json, checks to bench/correctness
 from __future__ import annotations
 
 import argparse
+import functools
 import concurrent.futures
 import datetime
 import json
@@ -32,9 +33,12 @@ from recurrences import (delta_rule_ref, gated_delta_rule_ref, gla_ref, hgrn_ref
 
 OPS = ["chunk_linear_attn", "chunk_retention", "chunk_simple_gla", "chunk_gla", "chunk_delta_rule",
        "chunk_gated_delta_rule", "chunk_kda", "chunk_rwkv6", "chunk_mlstm", "chunk_hgrn"]
-CHECK_ONLY = ["chunk_mamba2"]   # checked in bf16, not timed: FLA 0.6.0 has no Mamba2 op
+# checked in bf16, not timed by default: FLA 0.6.0 has no Mamba2 op; linear attention with FLA's
+# default normalize=True (the issue's rows time normalize=False, on both sides)
+CHECK_ONLY = ["chunk_mamba2", "chunk_linear_attn_normalized"]
+FLEXLA_OPS = {"chunk_linear_attn_normalized": functools.partial(fx.chunk_linear_attn, normalize=True)}
 OWN_ARGS = {"chunk_hgrn", "chunk_mamba2"}   # inputs passed in make_inputs' order, not as q, k, v, ...
-VARIANTS = ["linear_attn", "retention", "simple_gla", "gla", "delta_rule", "gated_delta_rule", "kda", "rwkv6",
+VARIANTS = ["linear_attn", "linear_attn_normalized", "retention", "simple_gla", "gla", "delta_rule", "gated_delta_rule", "kda", "rwkv6",
             "mlstm", "hgrn", "mamba2"]
 SHAPES = {  # B, T, H, K, V
     "issue5": [(8, 2048, 16, 128, 128), (2, 8192, 16, 128, 128), (1, 32768, 16, 128, 128),
@@ -74,7 +78,8 @@ def load_fla():
         peers = dict(chunk_linear_attn=chunk_linear_attn, chunk_retention=chunk_retention,
                      chunk_simple_gla=chunk_simple_gla, chunk_gla=chunk_gla, chunk_delta_rule=chunk_delta_rule,
                      chunk_gated_delta_rule=chunk_gated_delta_rule, chunk_kda=chunk_kda, chunk_rwkv6=chunk_rwkv6,
-                     chunk_hgrn=chunk_hgrn)
+                     chunk_hgrn=chunk_hgrn,
+                     chunk_linear_attn_normalized=functools.partial(chunk_linear_attn, normalize=True))
     except Exception as e:  # noqa: BLE001
         log("FLA not importable:", e)
         peers = {}
@@ -132,6 +137,8 @@ def make_inputs(op, B, T, H, K, V, dtype, device, seed=0, grad=False):
         x["beta"] = torch.rand(B, T, H, generator=gen).to(device).to(dtype)
     if op == "chunk_rwkv6":
         x["u"] = (0.5 * r(H, K)).to(dtype)
+    if op == "chunk_linear_attn_normalized":    # a normaliser q . sum(k) away from 0, as with positive features
+        x["q"], x["k"] = x["q"].abs(), x["k"].abs()
     if op == "chunk_mlstm":
         # Positive-mean q and k keep |q . n| well above the kink of max(|q . n|, 1): near it the exact
         # gradients move by 6% when the inputs move by 0.2%, so no bf16 kernel could match them there.
@@ -141,6 +148,10 @@ def make_inputs(op, B, T, H, K, V, dtype, device, seed=0, grad=False):
         for t in x.values():
             t.requires_grad_()
     return x
+
+
+def flexla_op(op):
+    return FLEXLA_OPS.get(op) or getattr(fx, op)
 
 
 def call(fn, op, x, **kw):
@@ -157,6 +168,7 @@ def _mlstm_ref(q, k, v, i, f, initial_state=None, output_final_state=True):
 
 
 REFS = {"chunk_linear_attn": linear_attn_ref,
+        "chunk_linear_attn_normalized": functools.partial(linear_attn_ref, normalize=True),
         "chunk_retention": retention_ref, "chunk_simple_gla": simple_gla_ref, "chunk_gla": gla_ref,
         "chunk_delta_rule": delta_rule_ref, "chunk_gated_delta_rule": gated_delta_rule_ref,
         "chunk_kda": kda_ref, "chunk_rwkv6": rwkv6_ref, "chunk_mlstm": _mlstm_ref, "chunk_hgrn": hgrn_ref,
@@ -169,6 +181,8 @@ def initial_state(op, B, H, K, V, device):
     if op == "chunk_mamba2":
         return torch.randn(B, H, V, K, device=device)
     h0 = torch.randn(B, H, K, V, device=device)
+    if op == "chunk_linear_attn_normalized":
+        return h0, torch.rand(B, 1, H, K, device=device)
     return (h0, torch.randn(B, H, K, device=device) + 2) if op == "chunk_mlstm" else h0
 
 
@@ -219,7 +233,7 @@ def correctness(device, dtype, shapes, tol, ops, peers, schedules=("fused", "chu
             for sched in schedules:
                 for v in VARIANTS:
                     get(v).schedule = sched
-                errs = errors(getattr(fx, op), *args)
+                errs = errors(flexla_op(op), *args)
                 worst = max(errs.values())
                 good = worst < tol  # NaN compares False: a NaN fails
                 ok &= good
@@ -280,7 +294,7 @@ def warm(op, device, dtype, shapes, modes, schedules, peer):
                     get(v).schedule = sched
                 x = make_inputs(op, *shape, dtype, device, grad=mode == "fwdbwd")
                 try:
-                    fn = getattr(fx, op) if who == "flexla" else peer
+                    fn = flexla_op(op) if who == "flexla" else peer
                     o, _ = call(fn, op, x)
                     if mode == "fwdbwd":
                         o.float().sum().backward()
@@ -352,7 +366,7 @@ def timing(device, dtype, fla, shapes, modes, budget_s, do_bench, save, ops, sch
                         sdpa[(shape, mode)] = None
                         log("sdpa failed:", e)
                 row["sdpa_ms"] = sdpa[(shape, mode)]
-                peers = (("flexla", getattr(fx, op)),) + ((("fla", fla.get(op)),) if sched is schedules[0] else ())
+                peers = (("flexla", flexla_op(op)),) + ((("fla", fla.get(op)),) if sched is schedules[0] else ())
                 for who, fn in peers:
                     key = f"{who}_ms"
                     if fn is None or (who == "fla" and mode == "fwdbwd" and op in FLA_BWD_REFUSED):
