@@ -418,11 +418,13 @@ def timing(device, dtype, fla, shapes, modes, budget_s, do_bench, save, ops, sch
 
 
 def table(rows):
-    lines = [f"{'op':22s} {'shape':22s} {'mode':6s} {'sched':5s} {'flexla':>8s} {'fla':>8s} {'x':>6s} {'floor':>7s}"]
+    lines = [f"{'op':22s} {'shape':22s} {'mode':6s} {'sched':5s} {'flexla':>8s} {'fla':>8s} {'x':>6s} {'floor':>7s}"
+             f" {'graphs: flexla':>14s} {'fla':>8s}"]
     for r in rows:
         f = lambda v: f"{v:8.3f}" if v else "     n/a"
         lines.append(f"{r['op']:22s} {str(tuple(r['shape'])):22s} {r['mode']:6s} {r['schedule']:5s} {f(r.get('flexla_ms'))} "
-                     f"{f(r.get('fla_ms'))} {r.get('speedup', float('nan')):6.2f} {r['floor_ms']:7.3f}")
+                     f"{f(r.get('fla_ms'))} {r.get('speedup', float('nan')):6.2f} {r['floor_ms']:7.3f}"
+                     f"       {f(r.get('flexla_graph_ms'))} {f(r.get('fla_graph_ms'))}")
     geo = [r["speedup"] for r in rows if r.get("speedup")]
     for mode in ("fwd", "fwdbwd"):
         s = [r["speedup"] for r in rows if r.get("speedup") and r["mode"] == mode]
