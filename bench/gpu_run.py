@@ -38,8 +38,8 @@ OPS = ["chunk_linear_attn", "chunk_retention", "chunk_simple_gla", "chunk_gla", 
 CHECK_ONLY = ["chunk_mamba2", "chunk_linear_attn_normalized"]
 FLEXLA_OPS = {"chunk_linear_attn_normalized": functools.partial(fx.chunk_linear_attn, normalize=True)}
 OWN_ARGS = {"chunk_hgrn", "chunk_mamba2"}   # inputs passed in make_inputs' order, not as q, k, v, ...
-VARIANTS = ["linear_attn", "linear_attn_normalized", "retention", "simple_gla", "gla", "delta_rule", "gated_delta_rule", "kda", "rwkv6",
-            "mlstm", "hgrn", "mamba2"]
+VARIANTS = ["linear_attn", "linear_attn_normalized", "retention", "simple_gla", "gla", "delta_rule",
+            "gated_delta_rule", "kda", "rwkv6", "mlstm", "hgrn", "mamba2"]
 SHAPES = {  # B, T, H, K, V
     "issue5": [(8, 2048, 16, 128, 128), (2, 8192, 16, 128, 128), (1, 32768, 16, 128, 128),
                (4, 4096, 32, 64, 64), (2, 4096, 8, 256, 256)],
