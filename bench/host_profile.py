@@ -65,6 +65,7 @@ def main():
     p.add_argument("--flexla-only", action="store_true")
     p.add_argument("--no-cprofile", action="store_true")
     p.add_argument("--do-bench", action="store_true")
+    p.add_argument("--top", type=int, default=18, help="cProfile rows printed, by own and by cumulative time")
     args = p.parse_args()
     shape = tuple(int(x) for x in args.shape.split(","))
     peers = {} if args.flexla_only else g.load_fla()
@@ -107,8 +108,10 @@ def main():
                 prof.disable()
                 torch.cuda.synchronize()
                 out = io.StringIO()
-                pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(18)
-                print(out.getvalue()[-4000:])
+                stats = pstats.Stats(prof, stream=out)
+                stats.sort_stats("tottime").print_stats(args.top)
+                stats.sort_stats("cumulative").print_stats(args.top)
+                print(out.getvalue())
 
 
 if __name__ == "__main__":

@@ -99,3 +99,17 @@ def test_kernel_with_unknown_arguments_stays_on_the_jit(on_gpu):
 def test_launch_is_kept_per_call_shape(on_gpu):
     assert on_gpu(64) is on_gpu(64)
     assert on_gpu(64) is not on_gpu(128)
+
+
+def test_a_pass_pointer_list_keys_as_a_plain_list(on_gpu):
+    """direct.Pointers works its specialisation out once; the key is the same as a plain list's,
+    and a misaligned pointer still makes a new one."""
+    from flexla.runtime import direct
+    L, log = on_gpu(), []
+    kernel = FakeKernel("chunk_output", log, L.consts)
+    a, b = torch.zeros(8), torch.zeros(8)
+    assert direct.key(kernel, (4, 2), direct.Pointers([a, b])) == direct.key(kernel, (4, 2), [a, b])
+    L.run(kernel, (4, 2), [a, b])
+    L.run(kernel, (4, 2), direct.Pointers([a, b]))
+    L.run(kernel, (4, 2), direct.Pointers([a[1:], b]))
+    assert [e[0] for e in log] == ["jit", "direct", "jit"]

@@ -132,3 +132,21 @@ def test_in_place_and_composite_ops_in_the_backward(rel):
     assert rel(o, eo) < 1e-5
     for a, b in zip(xs, ref):
         assert rel(a.grad, b.grad) < 1e-4
+
+
+def test_a_call_like_an_earlier_one_skips_the_checks_and_any_other_is_checked():
+    """Checks, roles and the compiled module are kept per call signature (shapes, dtypes,
+    devices): a call that differs from a good one in any of them is checked again."""
+    variant = get("simple_gla")
+    q, k, v = qkv()
+    g = torch.zeros(1, 20, 2)
+    variant(q, k, v, g)
+    variant(q, k, v, g)
+    with pytest.raises(CallError, match="dtypes"):
+        variant(q, k.half(), v, g)
+    with pytest.raises(CallError, match=r"extra input `g` has shape \[1, 20\]"):
+        variant(q, k, v, torch.zeros(1, 20))
+    with pytest.raises(CallError, match="initial_state has shape"):
+        variant(q, k, v, g, initial_state=torch.zeros(1, 2, 16))
+    with pytest.raises(CallError, match="4-D tensor"):
+        variant(q[0], k, v, g)

@@ -25,6 +25,7 @@ def test_too_big_chunk_falls_back_to_a_smaller_one(monkeypatch, rel, capsys):
 
     monkeypatch.setattr(launch.Launch, "run", run_refusing_big_chunks)
     monkeypatch.setattr(launch, "_FITTING_CHUNK", {})
+    monkeypatch.setattr(launch, "_CHOSEN", {})
     x = inputs(5)
     xs = [x[n].requires_grad_() for n in ("q", "k", "v", "g")]
     refs = [t.detach().double().requires_grad_() for t in xs]
@@ -50,6 +51,7 @@ def test_too_big_chunk_falls_back_to_a_smaller_one(monkeypatch, rel, capsys):
 
 def test_a_chunk_ptxas_cannot_build_falls_back_too(monkeypatch, capsys):
     monkeypatch.setattr(launch, "_FITTING_CHUNK", {})
+    monkeypatch.setattr(launch, "_CHOSEN", {})
     asked = []
 
     def builds_below_64(chunk):
@@ -63,6 +65,7 @@ def test_a_chunk_ptxas_cannot_build_falls_back_too(monkeypatch, capsys):
 
 def test_out_of_resources_at_the_smallest_chunk_is_raised_with_what_to_do(monkeypatch):
     monkeypatch.setattr(launch, "_FITTING_CHUNK", {})
+    monkeypatch.setattr(launch, "_CHOSEN", {})
 
     def never_fits(chunk):
         raise OutOfResources(1 << 20, 1 << 17, "shared memory")
@@ -74,6 +77,7 @@ def test_out_of_resources_at_the_smallest_chunk_is_raised_with_what_to_do(monkey
 def test_a_way_that_fits_nowhere_leaves_the_search_the_other_ways(monkeypatch):
     """The backward's chunk search times its ways; one that fits at no chunk is skipped, not fatal."""
     monkeypatch.setattr(launch, "_FITTING_CHUNK", {})
+    monkeypatch.setattr(launch, "_CHOSEN", {})
     monkeypatch.setattr(tuning, "_remember", lambda key, cfg: None)
 
     def way(w):
@@ -87,6 +91,7 @@ def test_a_way_that_fits_nowhere_leaves_the_search_the_other_ways(monkeypatch):
 def test_the_fitting_chunk_is_remembered_per_asked_for_chunk(monkeypatch):
     """The backward's chunk search asks for 64 and then 32: a later call asking for 64 must get 64."""
     monkeypatch.setattr(launch, "_FITTING_CHUNK", {})
+    monkeypatch.setattr(launch, "_CHOSEN", {})
     ran = []
     for asked in (64, 32, 64):
         launch.with_fitting_chunk(ran.append, ("V", "backward"), asked)
@@ -97,6 +102,7 @@ def _forward_search_preferring(monkeypatch, chunk: int):
     """Fakes the GPU's forward chunk search: the way whose kernels all ran at `chunk` times
     fastest. Returns what the search remembers and the chunks the last run launched at."""
     monkeypatch.setattr(launch, "_FITTING_CHUNK", {})
+    monkeypatch.setattr(launch, "_CHOSEN", {})
     monkeypatch.setattr(launch, "searches_chunk", lambda q, v, chunk, schedule: chunk >= 32)
     remembered, chunks = {}, []
     monkeypatch.setattr(tuning, "_remember", remembered.__setitem__)
@@ -134,6 +140,24 @@ def test_the_forward_times_its_chunk_against_half_of_it(monkeypatch, rel):
     assert rel(o, ro) < TOL
 
 
+def test_a_later_call_takes_the_chosen_way_without_searching(monkeypatch):
+    """The way a pass at one call shape took is kept in-process: a second call neither builds
+    the search's keys nor asks tuning.search, and runs at the same chunk."""
+    remembered, chunks = _forward_search_preferring(monkeypatch, 32)
+    x = inputs(5)
+    ops.chunk_simple_gla(x["q"], x["k"], x["v"], g=x["g"])
+    searched, real_search = [], tuning.search
+
+    def noting_search(key, *a, **kw):
+        if key and "forward chunk" in key:
+            searched.append(key)
+        return real_search(key, *a, **kw)
+    monkeypatch.setattr(tuning, "search", noting_search)
+    chunks.clear()
+    ops.chunk_simple_gla(x["q"], x["k"], x["v"], g=x["g"])
+    assert searched == [] and set(chunks) == {32}
+
+
 def test_the_forward_times_twice_its_chunk_too(monkeypatch, rel):
     """The forward's search also times twice the variant's chunk, last (where FLEXLA_TUNE=last
     checks it), and names the ways it chose among in its key; picked, it runs and is right."""
@@ -159,6 +183,7 @@ def test_the_forward_also_times_the_output_split_where_v_is_wide(monkeypatch, re
     """Where V is wider than 128 the forward's search also times each chunk with the output kernel
     split along V (forward_ways); the way it picks is the way that runs: same results."""
     monkeypatch.setattr(launch, "_FITTING_CHUNK", {})
+    monkeypatch.setattr(launch, "_CHOSEN", {})
     monkeypatch.setattr(launch, "searches_chunk", lambda q, v, chunk, schedule: chunk >= 32)
     q, v = torch.zeros(1, 8, 1, 16), torch.zeros(1, 8, 1, 136)
     splits_v = {"v_split": True, "staged": []}
@@ -202,6 +227,7 @@ def test_a_forward_chunk_remembered_before_the_split_ways_still_runs(monkeypatch
     """Tuning tables written before the forward's ways became (chunk, output split) pairs hold a
     plain chunk: it still runs."""
     monkeypatch.setattr(launch, "_FITTING_CHUNK", {})
+    monkeypatch.setattr(launch, "_CHOSEN", {})
     monkeypatch.setattr(launch, "searches_chunk", lambda q, v, chunk, schedule: chunk >= 32)
     real_decided, real_run, chunks = tuning._decided, launch.Launch.run, []
     monkeypatch.setattr(tuning, "_decided", lambda key, cands: 32 if key and "forward chunk" in key

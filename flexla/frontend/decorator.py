@@ -26,6 +26,20 @@ def linear_attention(cls=None, *, chunk_size: int = 64, schedule: str | None = N
     return wrap(cls) if cls is not None else wrap
 
 
+def _signature(q, k, v, extras, initial_state) -> tuple | None:
+    """What a call's checks, roles and compiled module depend on: each tensor's shape, dtype and
+    device, the compile options and whether kernels are interpreted; None where an input is not a
+    tensor (the checks then say what is wrong)."""
+    several = isinstance(initial_state, (tuple, list))
+    states = () if initial_state is None else initial_state if several else (initial_state,)
+    sig = [options.fingerprint(), os.environ.get("TRITON_INTERPRET"), len(extras), initial_state is None, several]
+    for x in (q, k, v, *extras, *states):
+        if not isinstance(x, torch.Tensor):
+            return None
+        sig += (x.shape, x.dtype, x.device)
+    return tuple(sig)
+
+
 class Variant:
     def __init__(self, cls, chunk_size=64, schedule=None, name=None, state="[K, V]"):
         if chunk_size < 16 or chunk_size & (chunk_size - 1):
@@ -46,6 +60,7 @@ class Variant:
         self.declared = declared_tiles(self.callbacks["intra"])
         self.__doc__, self.__module__ = cls.__doc__, cls.__module__
         self._compiled = {}
+        self._calls = {}    # _signature -> (roles, compiled): a call like an earlier one skips the checks
 
     def __repr__(self):
         return f"<flexla variant {self.name}: intra(q, k, v{''.join(', ' + n for n in self.extra_names)})>"
@@ -84,8 +99,16 @@ class Variant:
     def __call__(self, q, k, v, *extras, scale=None, initial_state=None, output_final_state=False):
         from ..runtime import launch
         from ..runtime.function import LinearAttentionFunction
-        roles = self._check(q, k, v, extras, initial_state)
-        compiled = self._compile_for(roles, q, k, v, extras)
+        sig = _signature(q, k, v, extras, initial_state)
+        found = self._calls.get(sig) if sig is not None else None
+        if found is None:
+            roles = self._check(q, k, v, extras, initial_state)
+            found = roles, self._compile_for(roles, q, k, v, extras)
+            if sig is not None:
+                if len(self._calls) > 1024:
+                    self._calls.clear()
+                self._calls[sig] = found
+        roles, compiled = found
         K = q.shape[-1]
         scale = K ** -0.5 if scale is None else float(scale)
         q, k, v = q.contiguous(), k.contiguous(), v.contiguous()

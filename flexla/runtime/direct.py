@@ -12,9 +12,24 @@ from __future__ import annotations
 import torch
 
 
+class Pointers(list):
+    """A pass's pointer arguments, which its kernels share: their specialisation is worked out once
+    a pass rather than once a launch (a few microseconds a launch, for twenty-odd pointers)."""
+    _spec = None
+
+    def spec(self) -> tuple:
+        if self._spec is None:
+            self._spec = specialisation(self)
+        return self._spec
+
+
+def specialisation(pointers) -> tuple:
+    return tuple([(p.dtype, p.data_ptr() % 16 == 0) for p in pointers])
+
+
 def key(kernel, grid, pointers) -> tuple:
-    return (kernel, grid, torch.cuda.current_device(),
-            *[(p.dtype, p.data_ptr() % 16 == 0) for p in pointers])
+    spec = pointers.spec() if isinstance(pointers, Pointers) else specialisation(pointers)
+    return kernel, grid, torch.cuda.current_device(), spec
 
 
 def plan(kernel, compiled, args_per_pass: list, n_pointers: int) -> list | None:

@@ -67,14 +67,14 @@ def block_sizes(C: int, K: int, V: int, v_split: bool, max_bv: int = 64, max_bk:
     return {"BC": C, "BK": BK, "BV": BV, "NK": tuning.cdiv(K, BK), "NV": tuning.cdiv(V, BV)}
 
 
-def poison() -> bool:
-    """FLEXLA_POISON=1 fills outputs with NaN before each launch, so unwritten elements show."""
-    return os.environ.get("FLEXLA_POISON", "") not in ("", "0")
+# FLEXLA_POISON=1 fills outputs with NaN before each launch, so unwritten elements show (the tests
+# set it before importing flexla); read once, as every variable here: a call's host time counts
+POISON = os.environ.get("FLEXLA_POISON", "") not in ("", "0")
 
 
 def _empty(*shape, dtype, device):
     x = torch.empty(*shape, dtype=dtype, device=device)
-    return x.fill_(float("nan")) if poison() else x
+    return x.fill_(float("nan")) if POISON else x
 
 
 @functools.lru_cache(maxsize=None)
@@ -312,7 +312,11 @@ def chunk_search(compiled, q, v, chunk_size, direction: str, ways: list, at, key
                  unit="chunk"):
     """at(the fastest of ways), timed once per device, module, shape bucket and list of ways and
     then remembered (runtime/tuning.search), where there are several ways; each way's kernels
-    compiled ahead, all at once (runtime/precompile.py)."""
+    compiled ahead, all at once (runtime/precompile.py). The way a pass at one call shape took is
+    kept in-process (_CHOSEN), so a later call skips the search's keys and lookups."""
+    chosen = (key_of_pass, tuning.tune_mode()) if len(ways) > 1 else None
+    if chosen in _CHOSEN:
+        return at(_CHOSEN[chosen])
     B, T, H = v.shape[:3]
     key = None if len(ways) == 1 else "|".join(
         [device_name(q.device), triton.__version__, compiled.key, f"{direction} chunk", repr(ways),
@@ -323,7 +327,15 @@ def chunk_search(compiled, q, v, chunk_size, direction: str, ways: list, at, key
         precompile.ahead_of_time(key_of_pass, [lambda way=way: at(way) for way in will_run], what)
     if key is None:
         return at(ways[0])
-    return at(tuning.search(key, ways, at, what=what, unit=unit, name_of=name_of))
+    way = tuning.search(key, ways, at, what=what, unit=unit, name_of=name_of)
+    out = at(way)
+    if len(_CHOSEN) > 4096:
+        _CHOSEN.clear()
+    _CHOSEN[chosen] = way
+    return out
+
+
+_CHOSEN: dict = {}      # (pass_key, FLEXLA_TUNE) -> the way chunk_search took
 
 
 def pass_key(compiled, direction: str, q, v, *rest) -> tuple:
@@ -351,7 +363,7 @@ def _forward(compiled, q, k, v, extras, scale, h0s, want_ht, chunk_size, schedul
                                                         hts[i] if hts is not None else q, states[i])]
     staged = staged_buffers(meta["staged"], L, q, chunk_size) if sched == "chunk" else [q] * len(meta["staged"])
     flags = gate_flags(compiled, L, ["chunk_prep", "chunk_output"] if sched == "chunk" else [])
-    ptrs = [q, k, v, *extras, o, *per_state, *staged, flags]
+    ptrs = direct.Pointers([q, k, v, *extras, o, *per_state, *staged, flags])
     if sched == "fused":
         L.run(mod.fused_fwd, (NV, B * H), ptrs)
     else:
@@ -462,7 +474,8 @@ def chunk_states(compiled, q, k, v, extras, scale, h0s, chunk_size, states, stag
     else:       # None: room for what the scan writes (partition.written_by_scan) and no one reads
         staged = [s if s is not None else staged_buffers([e], L, q, chunk_size)[0]
                   for s, e in zip(staged, meta["staged"])]
-    ptrs = [q, k, v, *extras, q, *per_state, *staged, gate_flags(compiled, L, ["chunk_prep"] if prep else [])]
+    ptrs = direct.Pointers([q, k, v, *extras, q, *per_state, *staged,
+                            gate_flags(compiled, L, ["chunk_prep"] if prep else [])])
     scan_states(compiled, q, v, chunk_size, scale, L, ptrs, prep)
 
 
@@ -579,7 +592,7 @@ def _backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_t
     if compiled.meta["bwd_reads_o"] and o is None:
         raise ValueError(f"{compiled.meta['variant']}'s backward reads the forward's output o: pass it")
     o = do if o is None else o.contiguous()        # do stands in for an o the kernels do not read
-    pointers = lambda ds: [q, k, v, *extras, do, o, *per_state, dq, dk, dv, *ds, *staged, flags]
+    pointers = lambda ds: direct.Pointers([q, k, v, *extras, do, o, *per_state, dq, dk, dv, *ds, *staged, flags])
     ptrs = pointers(dextras)
     def recompute(fwd_staged=None):
         if not reuse:

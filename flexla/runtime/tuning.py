@@ -203,10 +203,16 @@ def to_search(key: str | None, cands: list) -> list:
     return cands if decided is None else [decided]
 
 
+def tune_mode() -> str:
+    """FLEXLA_TUNE: 1 (search, the default), 0 (first candidates), last, compile. Read per call:
+    tests and experiments change it in-process."""
+    return os.environ.get("FLEXLA_TUNE", "1")
+
+
 def _decided(key: str | None, cands: list):
     """The candidate search() takes without running any: the first (key None, or FLEXLA_TUNE=0) or
     the remembered one; None where it runs them all (or, for FLEXLA_TUNE=last, some)."""
-    mode = os.environ.get("FLEXLA_TUNE", "1")
+    mode = tune_mode()
     if key is None or mode == "0":
         return cands[0]
     if mode not in ("compile", "last") and key in _table():
@@ -221,7 +227,7 @@ def search(key: str | None, cands: list, run, timer=cuda_time, what: str = "", u
     decided = _decided(key, cands)
     if decided is not None:
         return decided
-    mode = os.environ.get("FLEXLA_TUNE", "1")
+    mode = tune_mode()
     if mode == "compile":         # compile every candidate, choose none (a later quiet process times them)
         fitting = [c for c in cands if _fits(run, c)]
         return fitting[0] if fitting else cands[0]
