@@ -36,14 +36,16 @@ SHARED_LIMIT = 232448       # bytes of shared memory per block on an H100 / H200
 # --scan-bk=64 (the state scans split along K into slices of 64, as the launcher does for few heads),
 # --grad-bk=64 (the gradient kernels that may split K, META k_split_grads, in slices of 64),
 # --grad-bv=64 (the gradient kernels that walk V in a loop, META v_loop_grads, in slices of 64),
-# --early-loads=1 (the output kernel with every load at the top: its tuned EARLY_LOADS knob)
+# --early-loads=1 (the output kernel with every load at the top: its tuned EARLY_LOADS knob);
+# chunk_output_k_loop walks K in slices of 64, as the launcher has it (OUTPUT_LOOP_BK)
 DEFAULTS = dict(chunk=64, warps=4, stages=1, k=128, v=128, arch=90, tail=0, fixup=0, scan_bk=0, grad_bk=0,
                 grad_bv=0, early_loads=0)
 SCANS = ("chunk_states", "bwd_states")
 
 
-def constants(split: bool, gated: bool, scan: bool, o: dict, k_split: bool = False, v_loop: bool = False) -> dict:
-    bk = o["scan_bk"] if scan else o["grad_bk"] if k_split else 0
+def constants(split: bool, gated: bool, scan: bool, o: dict, k_split: bool = False, v_loop: bool = False,
+              k_loop: bool = False) -> dict:
+    bk = o["scan_bk"] if scan else o["grad_bk"] if k_split else 64 if k_loop else 0
     return dict(K=o["k"], V=o["v"], BC=o["chunk"], BK=min(o["k"], bk or o["k"]),
                 BV=o["v"] // 2 if split else min(o["v"], o["grad_bv"] or o["v"]) if v_loop else o["v"],
                 MASK_C=bool(o["tail"]), MASK_K=False, MASK_V=False, USE_H0=True, USE_HT=True,
@@ -54,7 +56,7 @@ def constants(split: bool, gated: bool, scan: bool, o: dict, k_split: bool = Fal
 
 def splits_v(name: str, meta: dict) -> bool:
     """Whether the launcher splits V for this kernel (runtime/launch.py)."""
-    if name.startswith("bwd_grads") or name in ("bwd", "chunk_prep", "bwd_prep", "chunk_output"):   # output: large grids
+    if name.startswith("bwd_grads") or name in ("bwd", "chunk_prep", "bwd_prep", "chunk_output", "chunk_output_k_loop"):
         return False
     return meta["bwd_v_split"] if name == "bwd_states" else meta["v_split"]
 
@@ -103,7 +105,8 @@ def compile_module(path: str, o: dict, only: set | None = None, dump: str | None
         if not isinstance(fn, triton.runtime.JITFunction) or name.startswith("_") or (only and name not in only):
             continue
         consts = constants(splits_v(name, mod.META), name in mod.META["gated_kernels"], name in SCANS, o,
-                           name in mod.META.get("k_split_grads", ()), name in mod.META.get("v_loop_grads", ()))
+                           name in mod.META.get("k_split_grads", ()), name in mod.META.get("v_loop_grads", ()),
+                           name == "chunk_output_k_loop")
         buffers = buffer_types(mod.META, name.startswith("bwd"))
         sig = {a: "constexpr" if a in consts else SCALARS.get(a, pointer_type(a, buffers)) for a in fn.arg_names}
         t0 = time.time()

@@ -61,7 +61,7 @@ def warm_key(name: str, extras: list[Extra], states: list[State], callbacks: dic
         return None
     h = hashlib.sha256(b"warm")
     for part in (compiler_fingerprint(), options.fingerprint(), triton.__version__, torch.__version__, device_name(),
-                 name, repr([(e.name, e.tile) for e in extras]), repr([(s.name, s.tile) for s in states]), source):
+                 name, repr([e.key for e in extras]), repr([(s.name, s.tile) for s in states]), source):
         h.update(part.encode())
     return h.hexdigest()[:32]
 

@@ -38,7 +38,7 @@ def cache_key(name: str, extras: list[Extra], graphs: list[Graph]) -> str:
     templates, the versions of Triton and torch, and the device."""
     h = hashlib.sha256()
     for part in (compiler_fingerprint(), options.fingerprint(), triton.__version__, torch.__version__, device_name(),
-                 name, repr([(e.name, e.tile) for e in extras])):
+                 name, repr([e.key for e in extras])):
         h.update(part.encode())
     for g in graphs:
         h.update(repr([(n.name, n.op.value, n.inputs, n.attrs, tuple(map(str, n.shape))) for n in g.nodes]).encode())
@@ -72,6 +72,8 @@ def build_graphs(name: str, callbacks: dict, extras: list[Extra],
     roles_b, tiles_b = _inputs(extras, states, backward=True)
     outs_b = [s.grad for s in states] + ["dq", "dk", "dv"] + [f"d_{e.name}" for e in extras]
     bwd = to_ir(trace(backward_step(callbacks, n), callbacks, tiles_b), roles_b, outs_b, f"{name}_backward")
+    unwanted = {f"d_{e.name}" for e in extras if not e.grad}    # dead code to the passes
+    bwd = bwd.replace(outputs={r: x for r, x in bwd.outputs.items() if r not in unwanted})
     bwd = run_passes(bwd.replace(states=[s.grad_next for s in states]))
     return fwd, read_forward_output(bwd, fwd)
 
@@ -119,6 +121,8 @@ def compile_variant(name: str, callbacks: dict, extras: list[Extra], states: lis
         # the backward reads the forward's output (passes/forward_output.py): the autograd function keeps it
         "bwd_reads_o": "o" in bwd,
         "extras": [(e.name, e.tile) for e in extras],
+        # per extra, whether the backward computes its gradient (Extra.grad)
+        "extra_grads": [e.grad for e in extras],
         "states": [s.tile for s in states],
         "v_split": bool(fwd.meta["v_split"]),
         "v_split_blocker": fwd.meta["v_split_blocker"],

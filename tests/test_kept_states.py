@@ -72,3 +72,55 @@ def test_kept_states_rebuild_from_what_autograd_saved():
     kept = launch.KeptStates(32, states, written)
     again = launch.KeptStates.rebuilt(kept.layout(), kept.tensors())
     assert again.chunk_size == 32 and again.states[0] is states[0] and again.scan_written[5] is written[5]
+
+
+def test_an_extra_that_needs_no_gradient_is_left_out_of_the_backward(monkeypatch):
+    """Retention's per-head decays as chunk_retention passes them (a tensor that requires no
+    gradient): the backward computes no decay gradient, and without it holds its states in the
+    input dtype, so the forward keeps them; q, k, v and h0 get the gradients of the full backward."""
+    variant = get("retention")
+    (q, k, v), extras, h0 = random_inputs("retention", 1, 37, 2, 16, 24)
+    old = variant.schedule, variant.chunk_size
+    variant.schedule, variant.chunk_size = "chunk", 16
+    try:
+        full = gradients(variant, [q, k, v, *extras, h0])          # every input requires a gradient
+        scans = _counting_scans(monkeypatch)
+        xs = [x.detach().clone().requires_grad_() for x in (q, k, v)]
+        x0 = h0.detach().clone().requires_grad_()
+        gamma = extras[0].detach().clone()                          # no gradient asked for
+        o, ht = variant(*xs, gamma, initial_state=x0, output_final_state=True)
+        ((o * torch.linspace(-1, 1, o.shape[-1])).sum() + ht.square().sum()).backward()
+    finally:
+        variant.schedule, variant.chunk_size = old
+    assert full[3] is not None and gamma.grad is None
+    assert len(scans) == 0                                          # the forward's states were kept
+    for a, b in zip([*(x.grad for x in xs), x0.grad], [*full[:3], full[4]]):
+        assert (a - b).norm() <= 1e-5 * b.norm()
+    meta, = [c.meta for (roles, _), c in variant._compiled.items() if not roles[0].grad]
+    assert meta["extra_grads"] == [False] and launch.keeps_states(meta)
+    assert not any("d_log_gamma" in name for name in meta["kernels"])
+
+
+def test_the_backward_also_times_the_chunk_the_forward_kept_its_states_at(monkeypatch):
+    """On the GPU (faked) the forward may keep its states at twice the variant's chunk; the
+    backward's search then times that chunk too, where it skips the forward's scan (last, so
+    FLEXLA_TUNE=last takes it): no recompute, the same gradients."""
+    monkeypatch.setattr(launch, "searches_chunk", lambda q, v, chunk, schedule: chunk >= 16)
+    monkeypatch.setattr(launch, "_CHOSEN", {})
+    monkeypatch.setattr(launch, "_FITTING_CHUNK", {})
+    monkeypatch.setenv("FLEXLA_TUNE", "last")
+    variant = get("linear_attn")
+    inputs = _inputs("linear_attn")
+    old = variant.schedule, variant.chunk_size
+    variant.schedule, variant.chunk_size = "chunk", 16
+    try:
+        scans = _counting_scans(monkeypatch)
+        kept_at_32 = gradients(variant, inputs)
+        assert len(scans) == 0
+        monkeypatch.setattr(launch, "KEEP_STATES", False)
+        recomputed = gradients(variant, inputs)
+        assert len(scans) > 0           # (the search's fit check at the last way runs it too)
+    finally:
+        variant.schedule, variant.chunk_size = old
+    for a, b in zip(kept_at_32, recomputed):
+        assert (a - b).norm() <= 1e-5 * b.norm()

@@ -12,13 +12,15 @@ from ..frontend.states import State
 from ..ir import Graph, Op
 from ..ir.ops import GATED
 from ..passes.partition import KernelPlan
-from ..passes.tiling import FIRST_K_SLICE, KSlices, k_slices, v_loop
+from ..passes.tiling import FIRST_K_SLICE, KSlices, k_loop, k_slices, v_loop
 from .lower import block, lines, named_lines, var
 
 TEMPLATES = {"fused_fwd": "fused.py.jinja", "chunk_prep": "prep.py.jinja", "chunk_states": "chunk_states.py.jinja",
              "chunk_output": "chunk_output.py.jinja", "bwd": "backward.py.jinja", "bwd_prep": "prep.py.jinja",
-             "bwd_states": "backward_states.py.jinja", "bwd_grads": "backward_grads.py.jinja"}
-PER_CHUNK = {"chunk_prep", "chunk_output", "bwd_prep", "bwd_grads"}   # one chunk a program, no loop over chunks
+             "bwd_states": "backward_states.py.jinja", "bwd_grads": "backward_grads.py.jinja",
+             "chunk_output_k_loop": "chunk_output_k_loop.py.jinja"}
+# one chunk a program, no loop over chunks
+PER_CHUNK = {"chunk_prep", "chunk_output", "chunk_output_k_loop", "bwd_prep", "bwd_grads"}
 FORWARD_CARRY = {"fused_fwd", "chunk_states"}     # these carry the states through the chunk loop
 BACKWARD_CARRY = {"bwd", "bwd_states"}            # these carry the state gradients
 BLOCKS = {"KV": "[BK, BV]", "K": "[BK]", "V": "[BV]"}  # the Triton block of a state, by shape code
@@ -171,16 +173,18 @@ class KernelSource:
     gated: bool          # has gated products (whose fix-up pass it then needs, unless it loops)
     k_split: bool = False  # a gradient kernel whose programs may own K slices (passes/tiling.k_slices)
     k_parts: tuple = ()    # the extras' gradients each K slice adds a part of
-    v_loop: "VLoopSource | None" = None   # a gradient kernel walking V in slices (passes/tiling.v_loop)
+    v_loop: "LoopSource | None" = None    # a gradient kernel walking V in slices (passes/tiling.v_loop)
+    k_loop: "LoopSource | None" = None    # an output kernel walking K in slices (passes/tiling.k_loop)
     # the output kernel's loads sit both at the top (`loads`) and at first use (in `phases`), and its
     # EARLY_LOADS constexpr, a tuned knob (runtime/tuning.OUTPUT_CANDIDATES), keeps one of the two
     early_loads: bool = False
 
 
 @dataclass
-class VLoopSource:
-    """A gradient kernel's lines (and loads at first use: _at_first_use) and stores before, in and
-    after its loop over V slices; `sums`: (variable, block) of each contraction over V the loop adds up."""
+class LoopSource:
+    """A kernel's lines (and loads at first use: _at_first_use) and stores before, in and after its
+    loop over the slices of one axis; `sums`: (variable, block) of each contraction over the axis
+    the loop adds up."""
     before: list
     body: list
     after: list
@@ -225,8 +229,8 @@ def kernel_source(plan: KernelPlan, extras: list[Extra], states: list[State], di
     if plan.role in FORWARD_CARRY | BACKWARD_CARRY:
         added = _added_to_products(g)
         loads = [replace(a, added_to_product=a.kind == "chunk_tile" and a.var in added) for a in loads]
-    names = phases.get("grad", [])
-    loop = v_loop(g) if plan.role == "bwd_grads" else None
+    names = [n for p in phases.values() for n in p]     # a looping kernel has one phase (the output kernel two)
+    loop = {"bwd_grads": v_loop, "chunk_output_k_loop": k_loop}.get(plan.role, lambda g: None)(g)
     early_loads = plan.role == "chunk_output"
     per_chunk = plan.role in PER_CHUNK and not loop
     if per_chunk:      # outputs computed early, loads at first use (_at_first_use)
@@ -241,9 +245,11 @@ def kernel_source(plan: KernelPlan, extras: list[Extra], states: list[State], di
     pointers = (forward_pointers(extras, states, staged) if direction == "forward"
                 else backward_pointers(extras, states, staged))
     gated = any(n.op in GATED for n in g.nodes) and plan.role not in FORWARD_CARRY | BACKWARD_CARRY
+    looped = loop and _loop_source(g, loop, loads, names, stores)
     return KernelSource(plan.name, TEMPLATES[plan.role], [f"{p}_ptr" for p in pointers], loads, phases, stores,
                         carries, gated, k_split, tuple(sorted(r[2:] for r in parts)) if k_split else (),
-                        loop and _v_loop_source(g, loop, loads, names, stores), early_loads)
+                        v_loop=looped if plan.role == "bwd_grads" else None, early_loads=early_loads,
+                        k_loop=looped if plan.role == "chunk_output_k_loop" else None)
 
 
 def _added_to_products(g: Graph) -> set[str]:
@@ -263,16 +269,16 @@ def _added_to_products(g: Graph) -> set[str]:
     return {var(n.name) for n in g.inputs if n.name in users and all(adds_product(u, n.name) for u in users[n.name])}
 
 
-def _v_loop_source(g: Graph, loop, loads: list, names: list, stores: list) -> VLoopSource:
-    """Loads, lines and stores of the one phase of a gradient kernel (`names`), split around its
-    loop over V slices."""
+def _loop_source(g: Graph, loop, loads: list, names: list, stores: list) -> LoopSource:
+    """Loads, lines and stores of a kernel's phases (`names`), split around its loop over the
+    slices of one axis."""
     where = {n: part for part in ("before", "body", "after") for n in getattr(loop, part)}
     where_var = {var(n): p for n, p in where.items()}
     part = lambda p: [n for n in names if where[n] == p]
     loads_in = lambda p: [a for a in loads if where_var[a.var] == p]
     in_body = {var(n) for n in loop.body}
     # the loop's own loads stay at the top of each step: there they are all in flight at once
-    return VLoopSource(_at_first_use(g, part("before"), loads_in("before")), loads_in("body") + lines(g, part("body")),
+    return LoopSource(_at_first_use(g, part("before"), loads_in("before")), loads_in("body") + lines(g, part("body")),
                        _at_first_use(g, part("after"), loads_in("after")),
                        [(var(n), block(g[n].shape)) for n in loop.sums],
                        [(a, v) for a, v in stores if v in in_body], [(a, v) for a, v in stores if v not in in_body])

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 import torch
 
@@ -99,10 +100,19 @@ class Variant:
     def __call__(self, q, k, v, *extras, scale=None, initial_state=None, output_final_state=False):
         from ..runtime import launch
         from ..runtime.function import LinearAttentionFunction
+        states = initial_state if isinstance(initial_state, (tuple, list)) else (initial_state,)
+        grads = torch.is_grad_enabled() and any(
+            isinstance(x, torch.Tensor) and x.requires_grad for x in (q, k, v, *states, *extras))
+        # which extras' gradients the backward computes: all where no backward will run (one module
+        # then serves later calls that train every extra)
+        wanted = tuple(e.requires_grad for e in extras) if grads else None
         sig = _signature(q, k, v, extras, initial_state)
+        sig = sig and (sig, wanted)
         found = self._calls.get(sig) if sig is not None else None
         if found is None:
             roles = self._check(q, k, v, extras, initial_state)
+            if wanted is not None:
+                roles = [replace(r, grad=w) for r, w in zip(roles, wanted)]
             found = roles, self._compile_for(roles, q, k, v, extras)
             if sig is not None:
                 if len(self._calls) > 1024:
@@ -117,8 +127,6 @@ class Variant:
             if initial_state is not None else None
         opts = dict(scale=scale, output_final_state=output_final_state, chunk_size=self.chunk_size,
                     schedule=self.schedule, per_token=[r.per_token for r in roles])
-        grads = torch.is_grad_enabled() and any(
-            x is not None and x.requires_grad for x in (q, k, v, *(h0s or []), *extras))
         if not grads:
             o, hts, _ = launch.forward(compiled, q, k, v, extras, scale, h0s, output_final_state,
                                        self.chunk_size, self.schedule)
@@ -152,7 +160,7 @@ class Variant:
             if r.name in self.declared:
                 continue
             for tile in candidate_tiles(self.name, r.name, x, B, T, H, K, V)[1:]:
-                yield roles[:i] + [Extra(r.name, tile)] + roles[i + 1:]
+                yield roles[:i] + [replace(r, tile=tile)] + roles[i + 1:]
 
     def _check(self, q, k, v, extras, initial_state) -> list[Extra]:
         err = lambda problem, hint: CallError(self.name, problem, hint)

@@ -24,6 +24,14 @@ TILES = {"[C]": ("C",), "[C,K]": ("C", "K"), "[C,V]": ("C", "V"), "[]": (), "[K]
 class Extra:
     name: str
     tile: tuple[str, ...]
+    # whether the backward computes this extra's gradient: not where the call's tensor does not
+    # require one (retention's fixed decays), so that work and what only it needs are left out
+    grad: bool = True
+
+    @property
+    def key(self) -> tuple:
+        """What compiled modules are told apart by."""
+        return (self.name, self.tile) if self.grad else (self.name, self.tile, "no grad")
 
     @property
     def per_token(self) -> bool:

@@ -29,13 +29,13 @@ compute again (the delta rules' u - w S) is written by the scan and read by the 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..ir import C, V, Graph, Op
 from ..ir.graph import Node
 from .cost import flops, numel
 from .split_by_output import output_groups
-from .tiling import k_split_blocker, mixes
+from .tiling import k_loop, k_split_blocker, mixes
 
 MACHINE_BALANCE = 180          # flop per byte: 750 TFLOP/s over 4.2 TB/s
 
@@ -216,11 +216,16 @@ def partition_forward(graph: Graph) -> dict[str, KernelPlan]:
     states_graph = states_graph.replace(outputs={**states_graph.outputs, **{f"stage:{n}": n for n in from_scan}})
     output_graph = read_back(output_graph, from_scan)
     meta = {"recompute": decision, "staged": staged + from_scan, "scan_staged": from_scan}
+    output = KernelPlan("chunk_output", output_graph.replace(**meta), split_phases(output_graph))
+    # the same output walking K in slices, where its only K-mixing ops are contractions (not gated
+    # products): the launcher takes it for wide K
+    k_looped = {"chunk_output_k_loop": replace(output, name="chunk_output_k_loop")} if k_loop(output_graph) else {}
     return {
         "fused_fwd": fused,
         **prep,
         "chunk_states": KernelPlan("chunk_states", states_graph.replace(**meta), split_phases(states_graph)),
-        "chunk_output": KernelPlan("chunk_output", output_graph.replace(**meta), split_phases(output_graph)),
+        "chunk_output": output,
+        **k_looped,
     }
 
 

@@ -20,6 +20,7 @@ A gradient kernel that contracts over V (dq, dk and the gates' gradients sum ove
 walk V in slices inside one program (`v_loop`): each slice's contractions are added up in the
 loop and what depends on them is computed once after it, so a program holds [K, V/n] slices of
 the states rather than whole ones (the delta rules' and KDA's kernel, which cannot split K).
+An output kernel may walk K the same way (`k_loop`: its q k^T and q S sum over K).
 """
 from __future__ import annotations
 
@@ -133,29 +134,31 @@ def k_slices(graph: Graph) -> KSlices:
 
 
 @dataclass(frozen=True)
-class VLoop:
-    """A kernel walking V in slices: `before` the loop (no V lanes, needed in it), the loop's
-    `body` (a slice's lanes; `sums` among them, contractions over V added up across slices),
-    `after` it (what depends on the sums, and what only that needs). Node names, in graph order."""
+class Loop:
+    """A kernel walking one axis in slices: `before` the loop (no lanes of the axis, needed in it),
+    the loop's `body` (a slice's lanes; `sums` among them, contractions over the axis added up
+    across slices), `after` it (what depends on the sums, and what only that needs). Node names,
+    in graph order."""
     before: tuple
     body: tuple
     sums: tuple
     after: tuple
 
 
-def v_loop(graph: Graph) -> VLoop | None:
-    """None where a slice would need another's lanes (a node mixing V lanes, or one with V lanes
-    that depends on a sum), or where nothing contracts over V (then programs may split V)."""
+def loop_over(graph: Graph, axis) -> Loop | None:
+    """None where a slice would need another's lanes (a node mixing the axis's lanes, or one with
+    its lanes that depends on a sum), or where nothing contracts over the axis (then programs may
+    split it instead)."""
     kind = {}
     for n in graph.nodes:
         ins = [kind[i] for i in n.inputs]
         summed = "sum" in ins or "after" in ins
-        if V in n.shape:
-            if summed or mixes(graph, n, V):
+        if axis in n.shape:
+            if summed or mixes(graph, n, axis):
                 return None
             kind[n.name] = "body"
         elif "body" in ins:
-            if summed or n.op not in (Op.MM, Op.SUM):     # only a contraction over V leaves the loop
+            if summed or n.op not in (Op.MM, Op.SUM):     # only a contraction over the axis leaves the loop
                 return None
             kind[n.name] = "sum"
         else:
@@ -167,9 +170,20 @@ def v_loop(graph: Graph) -> VLoop | None:
     of = lambda *kinds: tuple(n.name for n in graph.nodes if kind[n.name] in kinds)
     if not of("sum"):
         return None
-    return VLoop(tuple(n for n in of("whole") if n in needed), of("body", "sum"), of("sum"),
-                 tuple(n.name for n in graph.nodes if kind[n.name] == "after" or
-                       (kind[n.name] == "whole" and n.name not in needed)))
+    return Loop(tuple(n for n in of("whole") if n in needed), of("body", "sum"), of("sum"),
+                tuple(n.name for n in graph.nodes if kind[n.name] == "after" or
+                      (kind[n.name] == "whole" and n.name not in needed)))
+
+
+def v_loop(graph: Graph) -> Loop | None:
+    """A gradient kernel's loop over V (dq and dk sum over V)."""
+    return loop_over(graph, V)
+
+
+def k_loop(graph: Graph) -> Loop | None:
+    """An output kernel's loop over K (q k^T and q S sum over K): at K = 256 a program then holds
+    [C, BK] slices of q and k rather than whole [C, 256] tiles, as FLA's output kernels do."""
+    return loop_over(graph, K)
 
 
 def _described(n: Node) -> str:

@@ -44,6 +44,10 @@ GRAD_LOOP_KV = int(os.environ.get("FLEXLA_GRAD_LOOP_KV", str(128 * 128)))
 # multiply on the CUDA cores instead (Launch). FLEXLA_NARROW_TILES=1 allows narrow tiles on the
 # tensor cores again (to re-check on a newer Triton; the CPU tests split small head dims with it).
 NARROW_TILES = os.environ.get("FLEXLA_NARROW_TILES", "") not in ("", "0")
+# where K is wider than 128, the output kernel that walks K in slices of this width
+# (chunk_output_k_loop) is among the forward's ways too (forward_ways); FLA's output kernels take
+# K in slices of 64
+OUTPUT_LOOP_BK = int(os.environ.get("FLEXLA_OUTPUT_LOOP_BK", "64"))
 # whether a forward that autograd will differentiate keeps its chunk states for the backward
 # (KeptStates); FLEXLA_KEEP_STATES=0 recomputes them there instead, holding less memory between
 # the two passes
@@ -267,13 +271,16 @@ def forward(compiled, q, k, v, extras, scale, h0s, want_ht, chunk_size, schedule
     per shape bucket (chunk_search): a chunk that fits is not always the faster one (RWKV-6's
     output kernel at K = V = 256 on an H200: 0.41 ms at chunk 64, 0.25 at 32)."""
     def at(way):
-        chunk, output_split = way if isinstance(way, tuple) else (way, None)   # an int: remembered before the split
+        # an int: remembered before the split; a pair: before the K loop
+        chunk, output_split, k_loop = (*way, False, False)[:3] if isinstance(way, tuple) else (way, None, False)
         return with_fitting_chunk(lambda c: _forward(compiled, q, k, v, extras, scale, h0s, want_ht, c, schedule,
-                                                     output_split, keep), fit_key(compiled, "forward", q, v), chunk)
+                                                     output_split, keep, k_loop),
+                                  fit_key(compiled, "forward", q, v), chunk)
     ways = forward_ways(compiled.meta, q, v, chunk_size, schedule)
     return chunk_search(compiled, q, v, chunk_size, "forward", ways, at,
                         pass_key(compiled, "forward", q, v, chunk_size, schedule, h0s, want_ht),
-                        name_of=lambda w: f"{w[0]}" + (" V split" if w[1] else ""), unit="chunk, output kernel")
+                        name_of=lambda w: f"{w[0]}" + (" V split" if w[1] else "") + (" K loop" if w[2:] else ""),
+                        unit="chunk, output kernel")
 
 
 def forward_ways(meta, q, v, chunk_size, schedule) -> list:
@@ -285,11 +292,16 @@ def forward_ways(meta, q, v, chunk_size, schedule) -> list:
     whole, 0.148 split; KDA's 0.348 whole, 0.492 split). Twice the chunk halves the chunk states
     written and read and the steps of a scan that few heads leave latency-bound (run 156: linear
     attention's forward 15-21% faster at 16 heads); it comes last, so FLEXLA_TUNE=last checks it.
-    Not where the forward stages matrix tiles per chunk (stages_matrices)."""
+    Not where the forward stages matrix tiles per chunk (stages_matrices). Where K is wider than
+    128 and the variant has an output kernel that walks K (passes/tiling.k_loop), each way again
+    with that kernel, last: (chunk, split, True)."""
     if not searches_chunk(q, v, chunk_size, schedule):
         return [(chunk_size, None)]
     chunks = [chunk_size, chunk_size // 2] + ([] if stages_matrices(meta) else [chunk_size * 2])
-    return [(c, None) for c in chunks] + [(c, True) for c in chunks if meta["v_split"] and v.shape[-1] > 128]
+    ways = [(c, None) for c in chunks] + [(c, True) for c in chunks if meta["v_split"] and v.shape[-1] > 128]
+    if q.shape[-1] > 128 and "chunk_output_k_loop" in meta.get("kernels", ()):
+        ways += [(c, split, True) for c, split in ways]
+    return ways
 
 
 def stages_matrices(meta) -> bool:
@@ -348,7 +360,8 @@ def fit_key(compiled, direction: str, q, v) -> tuple:
     return compiled.meta["variant"], direction, compiled.key, q.shape[-1], v.shape[-1], q.dtype, q.device.type
 
 
-def _forward(compiled, q, k, v, extras, scale, h0s, want_ht, chunk_size, schedule, output_split=None, keep=False):
+def _forward(compiled, q, k, v, extras, scale, h0s, want_ht, chunk_size, schedule, output_split=None, keep=False,
+             k_loop=False):
     meta, mod = compiled.meta, compiled.module
     L = Launch.of(meta, q, v, chunk_size, scale, h0s is not None, want_ht)
     B, T, H, K, V, NT, NV = L.B, L.T, L.H, L.K, L.V, L.NT, L.NV
@@ -368,8 +381,8 @@ def _forward(compiled, q, k, v, extras, scale, h0s, want_ht, chunk_size, schedul
         L.run(mod.fused_fwd, (NV, B * H), ptrs)
     else:
         scan_states(compiled, q, v, chunk_size, scale, L, ptrs, has_prep(meta))
-        out = output_launch(compiled, q, v, chunk_size, scale, L, sm_count(q.device), output_split)
-        out.run(mod.chunk_output, (NT, out.NV, B * H), ptrs)
+        out = output_launch(compiled, q, v, chunk_size, scale, L, sm_count(q.device), output_split, k_loop)
+        out.run(mod.chunk_output_k_loop if k_loop else mod.chunk_output, (NT, out.NV, B * H), ptrs)
     kept = None
     if keep and sched == "chunk" and keeps_states(meta):
         slots = meta["bwd_stages_forward"]     # empty: the backward reads nothing the forward staged
@@ -378,12 +391,16 @@ def _forward(compiled, q, k, v, extras, scale, h0s, want_ht, chunk_size, schedul
     return o, hts, kept
 
 
-def output_launch(compiled, q, v, chunk_size, scale, L: Launch, sms: int, split=None) -> Launch:
+def output_launch(compiled, q, v, chunk_size, scale, L: Launch, sms: int, split=None, k_loop=False) -> Launch:
     """The per-chunk output kernel splits V where the forward's search chose so (split True, see
     forward_ways), or, by rule (None), only when its chunks alone leave the GPU idle (fewer than
     two programs per SM): each V slice recomputes the chunk's V-free work (its scores), which a
-    split pays NV times. FLEXLA_OUTPUT_V_SPLIT=0/1 forces it (tuning experiments)."""
+    split pays NV times. FLEXLA_OUTPUT_V_SPLIT=0/1 forces it (tuning experiments). The output
+    kernel that walks K (`k_loop`) takes it in slices of OUTPUT_LOOP_BK."""
     split = {"0": False, "1": True}.get(OUTPUT_V_SPLIT, split if split is not None else L.NT * L.B * L.H < 2 * sms)
+    if k_loop:
+        return Launch.of(compiled.meta, q, v, chunk_size, scale, L.consts["USE_H0"], L.consts["USE_HT"],
+                         v_split=bool(split) and compiled.meta["v_split"], k_split=min(OUTPUT_LOOP_BK, L.consts["BK"]))
     if L.NV == 1 or split:
         return L
     return whole_v(compiled, q, v, chunk_size, scale, L)
@@ -528,9 +545,10 @@ def backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_to
     ways are timed on the first call per shape bucket (runtime/tuning.py): the variant's chunk and half
     of it, or, where the compiler split the gradient kernel by outputs (passes/split_by_output.py), the
     variant's chunk with the split kernels and half of it with the whole one (both relieve the gradient
-    kernel's registers; measured on an H200, the split at half the chunk never won). A chunk that does
-    not fit in shared memory is halved. FLEXLA_BACKWARD_CHUNK caps the chunk (experiments); off the GPU
-    the split kernels run where they exist."""
+    kernel's registers; measured on an H200, the split at half the chunk never won), and the chunk the
+    forward kept its states at where that is neither (no recompute there). A chunk that does not fit
+    in shared memory is halved. FLEXLA_BACKWARD_CHUNK caps the chunk (experiments); off the GPU the
+    split kernels run where they exist."""
     split_exists = bool(compiled.meta["split_grad_kernels"])
 
     def at(way):
@@ -543,8 +561,13 @@ def backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_to
         ways = [(min(chunk_size, int(cap or chunk_size)), split_exists)]
     else:
         ways = [(chunk_size, split_exists), (chunk_size // 2, False)]
+        if kept is not None and kept.chunk_size not in (c for c, _ in ways):
+            # the forward's chunk (its search may take twice the variant's): there the backward
+            # reuses the states the forward kept instead of running the forward's scan again
+            ways.append((kept.chunk_size, split_exists))
     return chunk_search(compiled, q, v, chunk_size, "backward", ways, at,
-                        pass_key(compiled, "backward", q, v, chunk_size, schedule, h0s, dhts, cap),
+                        pass_key(compiled, "backward", q, v, chunk_size, schedule, h0s, dhts, cap,
+                                 kept.chunk_size if kept is not None else None),
                         name_of=lambda way: f"{way[0]} {'split' if way[1] else 'whole'}",
                         unit="chunk and gradient kernels")
 
@@ -572,9 +595,10 @@ def _backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_t
     dq = _empty(L.B, L.T, H, L.K, dtype=q.dtype if G == 1 else state_dtype(q), device=q.device)
     dk = _empty(L.B, L.T, H, L.K, dtype=k.dtype if G == 1 else state_dtype(q), device=k.device)
     dv = _empty(*v.shape, dtype=v.dtype, device=v.device)
-    dextras = [_empty(*e.shape, dtype=state_dtype(q), device=e.device) if tok
+    wanted = compiled.meta["extra_grads"]      # the others' pointers are never written
+    dextras = [q if not want else _empty(*e.shape, dtype=state_dtype(q), device=e.device) if tok
                else _empty(B, NT, *e.shape, dtype=state_dtype(q), device=e.device)
-               for e, tok in zip(extras, per_token)]
+               for e, tok, want in zip(extras, per_token, wanted)]
     dh0s = [_empty(B, H, *size(t), dtype=state_dtype(q), device=q.device) for t in tiles] if h0s is not None else None
     reuse = kept is not None and kept.chunk_size == chunk_size
     states = kept.states if reuse else state_buffers(compiled, q, v, chunk_size)
@@ -618,8 +642,8 @@ def _backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_t
                      pointers([parts.get(i, d) for i, d in enumerate(dextras)]))
             for i, part in parts.items():
                 torch.sum(part, 3, out=dextras[i])
-    dextras = [d.to(e.dtype) if tok else d.sum((0, 1)).to(e.dtype)
-               for d, e, tok in zip(dextras, extras, per_token)]
+    dextras = [None if not want else d.to(e.dtype) if tok else d.sum((0, 1)).to(e.dtype)
+               for d, e, tok, want in zip(dextras, extras, per_token, wanted)]
     if G > 1:
         dq = dq.view(L.B, L.T, H // G, G, L.K).sum(3).to(q.dtype)
         dk = dk.view(L.B, L.T, H // G, G, L.K).sum(3).to(k.dtype)

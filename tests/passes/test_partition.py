@@ -47,7 +47,9 @@ def test_split_phases_node_needed_by_o_and_s_next_is_merge():
 def test_partition_forward_kernels(gla):
     graph, n = gla
     plans = partition_forward(graph)
-    assert list(plans) == ["fused_fwd", "chunk_prep", "chunk_states", "chunk_output"]
+    # its output kernel contracts K only in products: the same plan walking K comes with it
+    assert list(plans) == ["fused_fwd", "chunk_prep", "chunk_states", "chunk_output", "chunk_output_k_loop"]
+    assert plans["chunk_output_k_loop"].graph is plans["chunk_output"].graph
     assert all(isinstance(p, KernelPlan) and p.name == k for k, p in plans.items())
     for p in plans.values():
         verify(p.graph)
@@ -159,7 +161,7 @@ def _delta_rule_forward():
 def test_state_kernel_reads_staged_tensors_instead_of_computing_them():
     graph, T = _delta_rule_forward()
     plans = partition_forward(graph)
-    assert list(plans) == ["fused_fwd", "chunk_prep", "chunk_states", "chunk_output"]
+    assert list(plans) == ["fused_fwd", "chunk_prep", "chunk_states", "chunk_output", "chunk_output_k_loop"]
     prep, states, output = (plans[k].graph for k in ("chunk_prep", "chunk_states", "chunk_output"))
     assert prep.outputs == {"stage:w": "w", "stage:u": "u"} and T in prep
     for g in (states, output):

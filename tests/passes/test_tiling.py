@@ -2,7 +2,7 @@ import pytest
 from graphs import GraphBuilder, expr, simple_gla_forward
 
 from flexla.ir import C, K, V, Op, verify
-from flexla.passes.tiling import FIRST_K_SLICE, k_slices, k_split_blocker, tile, v_loop, v_split_blocker
+from flexla.passes.tiling import FIRST_K_SLICE, k_loop, k_slices, k_split_blocker, tile, v_loop, v_split_blocker
 
 
 def _separable():
@@ -159,3 +159,27 @@ def test_what_a_slice_cannot_compute_alone_blocks_the_v_loop():
     do = b.input("do", (C, V))
     assert v_loop(b.build(dv=b.add(Op.CUMSUM, do, dim=1))) is None                     # mixes V lanes
     assert v_loop(b.build(dv=b.add(Op.MUL, do, do))) is None                           # nothing to add up
+
+
+def _linear_attention_output():
+    """o = q S + tril(q k^T) v: both products contract K."""
+    b = GraphBuilder()
+    q, k, S, v = b.input("q", (C, K)), b.input("k", (C, K)), b.input("S", (K, V)), b.input("v", (C, V))
+    scores = b.add(Op.MM, q, b.add(Op.TRANSPOSE, k), name="scores")
+    inter = b.add(Op.MM, q, S, name="inter")
+    return b, b.add(Op.ADD, b.add(Op.MM, b.add(Op.TRIL, scores, diagonal=0), v, name="intra"), inter)
+
+
+def test_k_loop_adds_up_the_output_kernels_contractions_over_k():
+    b, o = _linear_attention_output()
+    loop = k_loop(b.build(o=o))
+    assert set(loop.sums) == {"scores", "inter"}
+    assert {"q", "k", "S"} <= set(loop.body) and "v" in loop.after and "intra" in loop.after
+
+
+def test_what_a_k_slice_cannot_compute_alone_blocks_the_k_loop():
+    b, o = _linear_attention_output()
+    k = b.input("k2", (C, K))
+    assert k_loop(b.build(o=o, x=b.add(Op.CUMSUM, k, dim=1))) is None                   # mixes K lanes
+    b, o = _linear_attention_output()
+    assert k_loop(b.build(o=b.add(Op.MM, b.add(Op.EXP, o), b.input("S2", (V, K))))) is None   # a sum used in K lanes
