@@ -81,7 +81,8 @@ def inside(fn, n=200):
     torch.cuda.synchronize()
     for u in undo:
         u()
-    return "    inside: " + ", ".join(f"{k} {v / n * 1e6:.1f}" for k, v in [("all", total)] + list(spent.items())) + " us"
+    parts = [("all", total)] + list(spent.items())
+    return "    inside: " + ", ".join(f"{k} {v / n * 1e6:.1f}" for k, v in parts) + " us"
 
 
 def fwd_and_grads(fn, op, inputs, do):
@@ -98,7 +99,8 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--ops", default="chunk_linear_attn,chunk_kda")
     p.add_argument("--peer", action="store_true", help="FLA's too (its first call autotunes)")
-    p.add_argument("--cprofile", type=int, default=0, help="then profile the forward + backward, printing this many rows")
+    p.add_argument("--cprofile", type=int, default=0,
+                   help="then profile the forward + backward, printing this many rows")
     p.add_argument("--shape", default="8,256,16,64,64", help="B,T,H,K,V: small, yet chunk-parallel")
     args = p.parse_args()
     SHAPE = tuple(int(n) for n in args.shape.split(","))

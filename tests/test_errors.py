@@ -150,3 +150,5 @@ def test_a_call_like_an_earlier_one_skips_the_checks_and_any_other_is_checked():
         variant(q, k, v, g, initial_state=torch.zeros(1, 2, 16))
     with pytest.raises(CallError, match="4-D tensor"):
         variant(q[0], k, v, g)
+    with pytest.raises(CallError, match="extra input `g` is a float"):      # while q asks for gradients
+        variant(q.requires_grad_(), k, v, 0.5)

@@ -104,8 +104,8 @@ class Variant:
         grads = torch.is_grad_enabled() and any(
             isinstance(x, torch.Tensor) and x.requires_grad for x in (q, k, v, *states, *extras))
         # which extras' gradients the backward computes: all where no backward will run (one module
-        # then serves later calls that train every extra)
-        wanted = tuple(e.requires_grad for e in extras) if grads else None
+        # then serves later calls that train every extra); a non-tensor extra is _check's to report
+        wanted = tuple(getattr(e, "requires_grad", True) for e in extras) if grads else None
         sig = _signature(q, k, v, extras, initial_state)
         sig = sig and (sig, wanted)
         found = self._calls.get(sig) if sig is not None else None
