@@ -27,14 +27,20 @@ def linear_attention(cls=None, *, chunk_size: int = 64, schedule: str | None = N
     return wrap(cls) if cls is not None else wrap
 
 
+def _initial_states(initial_state) -> tuple:
+    """A call's initial states as a tuple: none, one tensor, or a tuple of them as given."""
+    if initial_state is None:
+        return ()
+    return tuple(initial_state) if isinstance(initial_state, (tuple, list)) else (initial_state,)
+
+
 def _signature(q, k, v, extras, initial_state) -> tuple | None:
     """What a call's checks, roles and compiled module depend on: each tensor's shape, dtype and
     device, the compile options and whether kernels are interpreted; None where an input is not a
     tensor (the checks then say what is wrong)."""
-    several = isinstance(initial_state, (tuple, list))
-    states = () if initial_state is None else initial_state if several else (initial_state,)
-    sig = [options.fingerprint(), os.environ.get("TRITON_INTERPRET"), len(extras), initial_state is None, several]
-    for x in (q, k, v, *extras, *states):
+    sig = [options.fingerprint(), os.environ.get("TRITON_INTERPRET"), len(extras), initial_state is None,
+           isinstance(initial_state, (tuple, list))]
+    for x in (q, k, v, *extras, *_initial_states(initial_state)):
         if not isinstance(x, torch.Tensor):
             return None
         sig += (x.shape, x.dtype, x.device)
@@ -100,9 +106,8 @@ class Variant:
     def __call__(self, q, k, v, *extras, scale=None, initial_state=None, output_final_state=False):
         from ..runtime import launch
         from ..runtime.function import LinearAttentionFunction
-        states = initial_state if isinstance(initial_state, (tuple, list)) else (initial_state,)
-        grads = torch.is_grad_enabled() and any(
-            isinstance(x, torch.Tensor) and x.requires_grad for x in (q, k, v, *states, *extras))
+        grads = torch.is_grad_enabled() and any(isinstance(x, torch.Tensor) and x.requires_grad
+                                                for x in (q, k, v, *_initial_states(initial_state), *extras))
         # which extras' gradients the backward computes: all where no backward will run (one module
         # then serves later calls that train every extra); a non-tensor extra is _check's to report
         wanted = tuple(getattr(e, "requires_grad", True) for e in extras) if grads else None
