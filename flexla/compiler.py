@@ -23,7 +23,7 @@ from .frontend.trace import SECOND_SIZES, backward_step, forward_step, trace
 from .ir import C, K, V, Graph
 from .passes.forward_output import read_forward_output
 from .passes.forward_staged import graft_forward_staged, reads_states, same_in_backward
-from .passes.partition import grad_kernels, partition_backward, partition_forward
+from .passes.partition import grad_kernels, k_phase_handed, k_phase_kernels, k_phase_staged, partition_backward, partition_forward
 from .passes.pipeline import debug, run_passes
 from .passes.precision import read_as_dot_operand
 from .passes.tiling import k_split_blocker, v_split_blocker
@@ -110,6 +110,7 @@ def compile_variant(name: str, callbacks: dict, extras: list[Extra], states: lis
     else:
         bwd = grafted
     grads = grad_kernels(bplans)
+    phased = [n for names in k_phase_kernels(bplans).values() for n in names]
     try:
         bstaged = bplans["bwd_states"].graph.meta["staged"]
         kernels = [kernel_source(p, extras, states, "forward", fstaged) for p in fplans.values()]
@@ -137,7 +138,7 @@ def compile_variant(name: str, callbacks: dict, extras: list[Extra], states: lis
         "bwd_states_in_input_dtype": [all(read_as_dot_operand(p.graph, s.name) for n, p in bplans.items()
                                           if n != "bwd") for s in states],
         "dstates_in_input_dtype": [all(read_as_dot_operand(bplans[n].graph, s.grad_next)
-                                       for n in ["bwd_grads", *grads]) for s in states],
+                                       for n in ["bwd_grads", *grads, *phased]) for s in states],
         # chunk tensors a prep kernel writes for the scan and the per-chunk kernels (partition.py):
         # (name, tile dims, stored in the input dtype)
         "staged": staged_meta(fstaged, fwd, [fplans["chunk_states"], fplans["chunk_output"]]),
@@ -152,6 +153,11 @@ def compile_variant(name: str, callbacks: dict, extras: list[Extra], states: lis
             bstaged.index(n) if n in bstaged else None for n in scan_in_bwd]
         if fstaged_in_bwd else [],
         "split_grad_kernels": grads,
+        # per gradient kernel that has them, its two phases on slices of K (tiling.k_phases): the
+        # launcher runs them where K is too wide for one program, and sums the parts handed between
+        "k_phase_grads": k_phase_kernels(bplans),
+        "k_phase_handed": k_phase_handed(bplans),
+        "k_phase_staged": k_phase_staged(bplans),
         # gradient kernels that mix no lanes along V (a split kernel computing dv alone): the
         # launcher may give each program a slice of V, where whole V tiles would not fit
         "v_split_grads": [n for n in [*grads, "bwd_grads"] if v_split_blocker(bplans[n].graph) is None],

@@ -29,10 +29,11 @@ class GatedSkip:
         return c["o"] + c["qg"] @ S
 
 
-def _sliced_against_whole(name, K, V, knob, value, axis, monkeypatch, rel, variant=None):
+def _sliced_against_whole(name, K, V, knob, value, axis, monkeypatch, rel, variant=None, also=None):
     """Gradients with `knob` set to `value` (slices of 16 along `axis`, "NK" or "NV"; the head dim
     of 40 makes three, the last masked) against the same call with the axis whole. `variant`
-    stands in for the shipped one of that name (called on the same inputs)."""
+    stands in for the shipped one of that name (called on the same inputs); `also`: more of
+    launch's knobs, set with `knob`."""
     variant = variant or get(name)
     (q, k, v), extras, h0 = random_inputs(name, 1, 37, 2, K, V)
     extras = extras_at_37(name, K, torch.Generator().manual_seed(1)) or extras
@@ -52,7 +53,8 @@ def _sliced_against_whole(name, K, V, knob, value, axis, monkeypatch, rel, varia
     try:
         whole = gradients(variant, [q, k, v, *extras, *h0], len(h0))
         assert set(slices) == {1}
-        monkeypatch.setattr(launch, knob, value)
+        for name_, value_ in {knob: value, **(also or {})}.items():
+            monkeypatch.setattr(launch, name_, value_)
         monkeypatch.setattr(launch, "NARROW_TILES", True)          # slices of 16 on the interpreter
         sliced = gradients(variant, [q, k, v, *extras, *h0], len(h0))
     finally:
@@ -119,3 +121,24 @@ def test_k_splits_wait_for_big_states():
     assert grad(64, 64).NK == 1
     assert (grad(128, 128).NK, grad(128, 128).consts["BK"]) == (2, 64)
     assert (grad(256, 256).NK, grad(256, 256).consts["BK"]) == (4, 64)
+
+
+def test_kda_hands_its_scores_gradient_between_two_phases():
+    """KDA's tril(dA) after the inverse is a contraction over K that gated_apply spreads back over
+    K: its gradient kernel runs on K slices as two phases (tiling.k_phases), the first adding a
+    part of that [C, C] tile per slice, the second reading the sum."""
+    meta = get("kda").compile().meta
+    assert meta["k_phase_grads"]["bwd_grads"] == ["bwd_grads_k0", "bwd_grads_k1"]
+    assert meta["k_phase_handed"] == ["tril_124"]
+    assert {"bwd_grads_k0", "bwd_grads_k1"} <= set(meta["k_split_grads"]) & set(meta["v_loop_grads"])
+    assert meta["k_part_grads"]["bwd_grads_k1"] == ["beta"]          # d_beta sums over K too
+    assert "bwd_grads" not in meta["k_split_grads"]
+    assert get("delta_rule").compile().meta["k_phase_grads"] == {}
+
+
+@pytest.mark.parametrize("K, V", [(40, 16), (40, 40)])
+def test_k_phases_give_the_same_gradients(K, V, monkeypatch, rel):
+    """KDA's gradients on three K slices in two phases (and V in a loop of three slices where V =
+    40) against the whole kernel."""
+    _sliced_against_whole("kda", K, V, "GRAD_MAX_KV", 16 * 16, "NK", monkeypatch, rel,
+                          also={"GRAD_LOOP_KV": 16 * 16, "GRAD_K_PHASES_ABOVE": 0})

@@ -55,10 +55,13 @@ class Access:
 
     def tile_offset_at(self, chunk: str) -> str:
         """A staged tile, stored whole per chunk: [B*H, NT, *dims] (C rows padded to BC)."""
+        tile = f"(i_bh * NT + {chunk})"
+        if self.k_part:                             # one tile per K slice (tiling.k_phases)
+            tile = f"({tile} * tl.cdiv(K, BK) + i_k)"
         if not self.shape:                          # a scalar per chunk
-            return f"(i_bh * NT + {chunk})"
+            return tile
         (size0, lanes0, _), *rest = [TILE_DIMS[d] for d in self.shape]
-        base = f"(i_bh * NT + {chunk}).to(tl.int64) * {size0} + {lanes0}"
+        base = f"{tile}.to(tl.int64) * {size0} + {lanes0}"
         if not rest:
             return base
         size1, lanes1, _ = rest[0]
@@ -124,9 +127,10 @@ def staged_pointer(name: str) -> str:
     return f"staged_{name}"
 
 
-def staged_access(v: str, name: str, graph: Graph) -> Access:
+def staged_access(v: str, name: str, graph: Graph, k_part: bool = False) -> Access:
     """A staged chunk tile, written by a prep kernel and read by the others."""
-    return Access(v, f"{staged_pointer(name)}_ptr", "chunk_tile", shape="".join(map(str, graph[name].shape)))
+    return Access(v, f"{staged_pointer(name)}_ptr", "chunk_tile", shape="".join(map(str, graph[name].shape)),
+                  k_part=k_part)
 
 
 def input_access(name: str, extras: dict[str, Extra], states: list[State], graph: Graph) -> Access:
@@ -150,7 +154,7 @@ def input_access(name: str, extras: dict[str, Extra], states: list[State], graph
 
 def output_access(role: str, extras: dict[str, Extra], graph: Graph, k_part: bool = False) -> Access:
     if role.startswith("stage:"):
-        return staged_access("", role[len("stage:"):], graph)
+        return staged_access("", role[len("stage:"):], graph, k_part)
     if role == "o":
         return Access("", "o_ptr", "token", "V")
     if role in ("dq", "dk"):
@@ -217,7 +221,7 @@ def kernel_source(plan: KernelPlan, extras: list[Extra], states: list[State], di
     state_roles = {r for s in states for r in (s.next, s.grad)}
     slices = k_slices(g) if plan.role == "bwd_grads" else KSlices(None)
     parts = slices.partial - state_roles            # gradients of states are not stored here
-    k_split = slices.usable
+    k_split = slices.usable or (plan.k_phase_of != "" and slices.graph is not None)   # a first phase hands parts on
     phases = plan.phases
     if k_split:
         g, phases = slices.graph, _with_added_nodes(phases, slices.graph)
@@ -247,7 +251,7 @@ def kernel_source(plan: KernelPlan, extras: list[Extra], states: list[State], di
     gated = any(n.op in GATED for n in g.nodes) and plan.role not in FORWARD_CARRY | BACKWARD_CARRY
     looped = loop and _loop_source(g, loop, loads, names, stores)
     return KernelSource(plan.name, TEMPLATES[plan.role], [f"{p}_ptr" for p in pointers], loads, phases, stores,
-                        carries, gated, k_split, tuple(sorted(r[2:] for r in parts)) if k_split else (),
+                        carries, gated, k_split, tuple(sorted(r[2:] for r in parts if r.startswith("d_"))) if k_split else (),
                         v_loop=looped if plan.role == "bwd_grads" else None, early_loads=early_loads,
                         k_loop=looped if plan.role == "chunk_output_k_loop" else None)
 
@@ -276,7 +280,7 @@ def _loop_source(g: Graph, loop, loads: list, names: list, stores: list) -> Loop
     where_var = {var(n): p for n, p in where.items()}
     part = lambda p: [n for n in names if where[n] == p]
     loads_in = lambda p: [a for a in loads if where_var[a.var] == p]
-    in_body = {var(n) for n in loop.body}
+    in_body = {var(n) for n in loop.body if n not in loop.sums}     # a sum is stored once it is whole
     # the loop's own loads stay at the top of each step: there they are all in flight at once
     return LoopSource(_at_first_use(g, part("before"), loads_in("before")), loads_in("body") + lines(g, part("body")),
                        _at_first_use(g, part("after"), loads_in("after")),

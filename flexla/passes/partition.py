@@ -35,7 +35,7 @@ from ..ir import C, V, Graph, Op
 from ..ir.graph import Node
 from .cost import flops, numel
 from .split_by_output import output_groups
-from .tiling import k_loop, k_split_blocker, mixes
+from .tiling import k_loop, k_phases, k_split_blocker, mixes, read_back
 
 MACHINE_BALANCE = 180          # flop per byte: 750 TFLOP/s over 4.2 TB/s
 
@@ -47,6 +47,7 @@ class KernelPlan:
     phases: dict = field(hash=False)           # phase -> node names, in order
     materialized: tuple = ()                   # chunk tensors read from memory instead of recomputed
     kind: str = ""                             # the template's kernel, where several share one
+    k_phase_of: str = ""                       # a phase (tiling.k_phases): of this gradient kernel
 
     @property
     def role(self) -> str:
@@ -140,14 +141,6 @@ def staged_tensors(scan: Graph) -> list[str]:
                 if i not in s_dep:
                     stage(i)
     return [n.name for n in scan.nodes if n.name in staged]
-
-
-def read_back(graph: Graph, names) -> Graph:
-    """`graph` with the named nodes turned into inputs (read from memory), and what only they
-    needed removed."""
-    nodes = [Node(n.name, Op.INPUT, (), (("role", n.name),), n.shape, n.dtype, n.loc) if n.name in names else n
-             for n in graph.nodes]
-    return graph.replace(nodes).subgraph(graph.outputs)
 
 
 def shared_with_prep(graph: Graph, staged: list[str], other: Graph) -> list[str]:
@@ -245,6 +238,10 @@ def partition_backward(graph: Graph, split_grads: str = "auto", forward_staged: 
     grads = graph.subgraph({k: v for k, v in graph.outputs.items() if not is_state_grad(k)})
     forward_scan = [n for n in forward_scan if n in grads]
     prep, scan, grads, staged = stage(graph, scan, grads, "bwd_prep", forward_staged, forward_scan)
+    from_scan = written_by_scan(graph, scan, grads)     # k dS + A^T do, FLA's dv2
+    scan = scan.replace(outputs={**scan.outputs, **{f"stage:{n}": n for n in from_scan}})
+    grads = read_back(grads, from_scan)
+    staged = staged + from_scan
     scan, grads = scan.replace(staged=staged), grads.replace(staged=staged)
     fused = graph.subgraph(graph.outputs)           # without the forward's staged tensors
     plans = {"bwd": KernelPlan("bwd", fused, body(fused)),
@@ -256,12 +253,50 @@ def partition_backward(graph: Graph, split_grads: str = "auto", forward_staged: 
         name = "_".join(["bwd_grads", *outputs])
         part = grads.subgraph(outputs)
         plans[name] = KernelPlan(name, part, body(part), kind="bwd_grads")
-    return plans
+    return _with_k_phases(plans)
+
+
+def _with_k_phases(plans: dict[str, KernelPlan]) -> dict[str, KernelPlan]:
+    """Each gradient kernel that k_slices cannot run on slices of K but two phases can
+    (tiling.k_phases) also as those two kernels, `<name>_k0` and `<name>_k1`; what the first hands
+    to the second is staged (one [C, C] tile per chunk; the launcher sums the slices' parts)."""
+    phased = {name: k_phases(p.graph) for name, p in plans.items() if p.role == "bwd_grads"}
+    phased = {name: ph for name, ph in phased.items() if ph}
+    handed = sorted({m for ph in phased.values() for m in ph.handed + ph.passed})
+    if not handed:
+        return plans
+    staged = plans["bwd_states"].graph.meta["staged"] + handed
+    out = {name: replace(p, graph=p.graph.replace(staged=staged)) for name, p in plans.items()}
+    for name, ph in phased.items():
+        for i, g in enumerate((ph.first, ph.second)):
+            g = g.replace(staged=staged, k_phase_handed=list(ph.handed))
+            out[f"{name}_k{i}"] = KernelPlan(f"{name}_k{i}", g, {"grad": _body(g)}, kind="bwd_grads", k_phase_of=name)
+    return out
 
 
 def grad_kernels(plans: dict[str, KernelPlan]) -> list[str]:
     """The names of the split gradient kernels (none where the gradients stay in one kernel)."""
-    return [n for n, p in plans.items() if p.kind == "bwd_grads"]
+    return [n for n, p in plans.items() if p.kind == "bwd_grads" and not p.k_phase_of]
+
+
+def k_phase_handed(plans: dict[str, KernelPlan]) -> list[str]:
+    """The staged tiles the first phases hand on as parts, one per K slice (summed between)."""
+    return sorted({m for p in plans.values() if p.k_phase_of for m in p.graph.meta["k_phase_handed"]})
+
+
+def k_phase_staged(plans: dict[str, KernelPlan]) -> list[str]:
+    """The staged tiles only the phases write (the launcher allocates them where phases run)."""
+    return sorted({r[len("stage:"):] for p in plans.values() if p.k_phase_of for r in p.graph.outputs
+                   if r.startswith("stage:")})
+
+
+def k_phase_kernels(plans: dict[str, KernelPlan]) -> dict[str, list[str]]:
+    """Per gradient kernel that has them, its two phases' kernels (tiling.k_phases)."""
+    out = {}
+    for n, p in plans.items():
+        if p.k_phase_of:
+            out.setdefault(p.k_phase_of, []).append(n)
+    return out
 
 
 def _body(g: Graph) -> list[str]:

@@ -85,6 +85,7 @@ class KSlices:
     graph: Graph | None
     partial: frozenset = frozenset()
     blocker: str | None = None
+    meets: tuple = ()          # where blocked by parts met as a whole (k_phases): those parts
 
     @property
     def usable(self) -> bool:
@@ -105,7 +106,8 @@ def k_slices(graph: Graph) -> KSlices:
         if K in n.shape:
             kind[n.name] = "sliced"
             if parts or mixes(graph, n, K):
-                return KSlices(None, blocker=_described(n))
+                meets = () if mixes(graph, n, K) else tuple(i for i in n.inputs if kind[i] == "part")
+                return KSlices(None, blocker=_described(n), meets=meets)
         elif "sliced" in ins:
             kind[n.name] = "part"
             if parts or n.op not in (Op.MM, Op.SUM):        # a contraction over K: the slice's part
@@ -131,6 +133,67 @@ def k_slices(graph: Graph) -> KSlices:
         nodes.insert(0, Node(FIRST_K_SLICE, Op.INPUT, (), (("role", FIRST_K_SLICE),), ()))
     partial = frozenset(role for role, name in graph.outputs.items() if kind[name] == "part")
     return KSlices(graph.replace(nodes), partial)
+
+
+@dataclass(frozen=True)
+class KPhases:
+    """A gradient kernel as two kernels on slices of K: `first` computes the outputs that do not
+    need `handed` and, on each slice, a part of each of `handed` (a contraction over K, or a value
+    built on one linearly, that K-wide work needs whole: KDA's [C, C] tril(dA) after the inverse,
+    which gated_apply spreads back over K); the launcher sums the parts, and `second` reads the
+    sums and computes the other outputs. FLA's KDA backward hands its dA on the same way. What
+    both would compute after a loop over V (tiling.v_loop: the sums over V of the state's products,
+    what depends on them) the first also writes whole, `passed`, and the second reads it back."""
+    first: Graph
+    second: Graph
+    handed: tuple
+    passed: tuple = ()
+
+
+def k_phases(graph: Graph) -> KPhases | None:
+    """None where k_slices runs the kernel as it is, or where handing on the parts that block it
+    does not make both halves run on slices (a chain of two such contractions: three phases)."""
+    blocked = k_slices(graph)
+    if blocked.graph is not None or not blocked.meets:
+        return None
+    handed = blocked.meets
+    needs = lambda name: bool(graph.ancestors([name]) & set(handed))
+    first = graph.subgraph({**{r: x for r, x in graph.outputs.items() if not needs(x)},
+                            **{f"stage:{m}": m for m in handed}})
+    later = {r: x for r, x in graph.outputs.items() if needs(x)}
+    second = read_back(graph.subgraph(later), handed)
+    one, two = k_slices(first), k_slices(second)
+    if one.graph is None or one.partial & {"dq", "dk", "dv"} or not two.usable:
+        return None
+    loop = v_loop(first)
+    after_loop = first.descendants(loop.sums) if loop else set()
+    in_first = {n.name for n in first.nodes if n.op is not Op.INPUT}
+    kind = _kinds(first)
+    shared = {n.name for n in second.nodes if n.name in in_first}
+    passed = tuple(n.name for n in second.nodes if n.name in shared and n.name in after_loop
+                   and kind[n.name] != "part" and (n.name in second.outputs.values() or any(
+                       n.name in u.inputs and u.name not in shared for u in second.nodes)))
+    if passed:
+        first = first.replace(outputs={**first.outputs, **{f"stage:{m}": m for m in passed}})
+        second = read_back(second, passed)
+    return KPhases(first, second, handed, passed)
+
+
+def read_back(graph: Graph, names) -> Graph:
+    """`graph` with the named nodes turned into inputs (read from memory), and what only they
+    needed removed."""
+    nodes = [Node(n.name, Op.INPUT, (), (("role", n.name),), n.shape, n.dtype, n.loc) if n.name in names else n
+             for n in graph.nodes]
+    return graph.replace(nodes).subgraph(graph.outputs)
+
+
+def _kinds(graph: Graph) -> dict:
+    """k_slices' kind of every node of a graph it runs on slices: whole, sliced or part."""
+    kind = {}
+    for n in graph.nodes:
+        ins = [kind[i] for i in n.inputs]
+        kind[n.name] = ("sliced" if K in n.shape else "part" if "sliced" in ins or "part" in ins else "whole")
+    return kind
 
 
 @dataclass(frozen=True)

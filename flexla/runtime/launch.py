@@ -48,6 +48,12 @@ NARROW_TILES = os.environ.get("FLEXLA_NARROW_TILES", "") not in ("", "0")
 # (chunk_output_k_loop) is among the forward's ways too (forward_ways); FLA's output kernels take
 # K in slices of 64
 OUTPUT_LOOP_BK = int(os.environ.get("FLEXLA_OUTPUT_LOOP_BK", "64"))
+# a gradient kernel that has two phases on slices of K (the compiler's k_phase_grads,
+# passes/tiling.k_phases: KDA's) runs as those where K is wider than this: whole, its V loop
+# carries [C, K] sums of K = 256 (sm_90: 13 KB of spills a thread); FLEXLA_GRAD_K_PHASES_ABOVE
+# sets it (0: always, for checks at small head dims)
+GRAD_K_PHASES_ABOVE = int(os.environ.get("FLEXLA_GRAD_K_PHASES_ABOVE", "128"))
+GRAD_PHASE_BV = int(os.environ.get("FLEXLA_GRAD_PHASE_BV", "64"))
 # whether a forward that autograd will differentiate keeps its chunk states for the backward
 # (KeptStates); FLEXLA_KEEP_STATES=0 recomputes them there instead, holding less memory between
 # the two passes
@@ -433,6 +439,11 @@ def grad_launch(compiled, q, v, chunk_size, scale, L: Launch, name: str) -> Laun
     if name in meta["v_loop_grads"]:               # then V in slices of bv, one after another
         while bv > 16 and max(bk, 16 if NARROW_TILES else 64) * bv > GRAD_LOOP_KV:
             bv //= 2
+        if any(name in phases for phases in meta.get("k_phase_grads", {}).values()):
+            # besides [C, BK] sums, a phase carries [C, C] ones through its V loop (sm_90, KDA at
+            # K = V = 256, chunk 64, 8 warps, K slices of 64: spills 20 / 400 bytes a thread at
+            # V slices of 64, 324 / 580 at 128, 920 / 1372 at 256)
+            bv = min(bv, GRAD_PHASE_BV)
     if (bk, bv) == (L.consts["BK"], L.consts["BV"]):
         return L
     return Launch.of(meta, q, v, chunk_size, scale, use_h0, use_ht, v_split=bv < L.consts["BV"], max_bv=bv,
@@ -449,11 +460,25 @@ def k_part_buffers(compiled, name: str, NK: int, dextras) -> dict:
                       device=dextras[i].device) for i in parts}
 
 
-def staged_buffers(entries, L: Launch, q, chunk_size):
-    """One buffer per staged chunk tensor (compiler meta): [B*H, NT, *tile], C rows padded."""
+def handed_parts(compiled, name: str, grad: Launch, staged: list) -> dict:
+    """For the first phase of a gradient kernel on slices of K (k_phase_grads), a buffer per staged
+    tile it hands on, by its index among the staged: [B*H, NT, NK, *tile], one part per slice,
+    summed after into the staged tile the second phase reads."""
+    meta = compiled.meta
+    first = [ks[0] for ks in meta.get("k_phase_grads", {}).values()]
+    if name not in first:
+        return {}
+    writes = meta["k_phase_handed"]
+    return {i: _empty(*staged[i].shape[:2], grad.NK, *staged[i].shape[2:], dtype=staged[i].dtype,
+                      device=staged[i].device) for i, (n, _, _) in enumerate(meta["bwd_staged"]) if n in writes}
+
+
+def staged_buffers(entries, L: Launch, q, chunk_size, unused=()):
+    """One buffer per staged chunk tensor (compiler meta): [B*H, NT, *tile], C rows padded; q
+    stands in for the `unused` (no kernel this call launches touches them)."""
     sizes = {"C": chunk_size, "K": L.K, "V": L.V}
     return [_empty(L.B * L.H, L.NT, *(sizes[d] for d in dims), dtype=between_kernels(q, low), device=q.device)
-            for _, dims, low in entries]
+            if name not in unused else q for name, dims, low in entries]
 
 
 def gate_flags(compiled, L: Launch, kernels):
@@ -606,7 +631,9 @@ def _backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_t
                for t, low in zip(tiles, compiled.meta["dstates_in_input_dtype"])]
     per_state = [x for i in range(len(tiles)) for x in (states[i], dstates[i], dhts[i] if dhts is not None else q,
                                                         dh0s[i] if dh0s is not None else q)]
-    staged = (staged_buffers(compiled.meta["bwd_staged"], L, q, chunk_size) if sched == "chunk"
+    phased = compiled.meta.get("k_phase_grads", {}) if L.K > GRAD_K_PHASES_ABOVE else {}
+    only_phases = [] if phased else compiled.meta.get("k_phase_staged", [])   # not allocated where unused
+    staged = (staged_buffers(compiled.meta["bwd_staged"], L, q, chunk_size, only_phases) if sched == "chunk"
               else [q] * len(compiled.meta["bwd_staged"]))
     if reuse and sched == "chunk":
         for slot, tensor in kept.scan_written.items():
@@ -634,14 +661,19 @@ def _backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_t
                 L.run(compiled.module.bwd_prep, (NT, 1, B * H), ptrs)
         scan = scan_launch(compiled, q, v, chunk_size, scale, h0s is not None, dhts is not None, "backward")
         scan.run(compiled.module.bwd_states, (scan.NK * scan.NV, B * H), ptrs)
-        for name in grads:
+        for name in (n for g in grads for n in phased.get(g, [g])):
             grad = grad_launch(compiled, q, v, chunk_size, scale, L, name)
             parts = k_part_buffers(compiled, name, grad.NK, dextras)
+            handed = handed_parts(compiled, name, grad, staged)
             nv = 1 if name in compiled.meta["v_loop_grads"] else grad.NV   # a loop walks V's slices
-            grad.run(getattr(compiled.module, name), (NT, grad.NK * nv, B * H),
-                     pointers([parts.get(i, d) for i, d in enumerate(dextras)]))
+            ptrs_here = ptrs if not parts and not handed else direct.Pointers(
+                [q, k, v, *extras, do, o, *per_state, dq, dk, dv, *[parts.get(i, d) for i, d in enumerate(dextras)],
+                 *[handed.get(i, s) for i, s in enumerate(staged)], flags])
+            grad.run(getattr(compiled.module, name), (NT, grad.NK * nv, B * H), ptrs_here)
             for i, part in parts.items():
                 torch.sum(part, 3, out=dextras[i])
+            for i, part in handed.items():
+                torch.sum(part, 2, out=staged[i])
     dextras = [None if not want else d.to(e.dtype) if tok else d.sum((0, 1)).to(e.dtype)
                for d, e, tok, want in zip(dextras, extras, per_token, wanted)]
     if G > 1:

@@ -282,3 +282,19 @@ def test_the_scan_writes_nothing_the_output_does_not_share():
     plans = partition_forward(b.build(o=o, S_next=b.add(Op.ADD, S, b.add(Op.MM, b.add(Op.TRANSPOSE, k), v))))
     assert plans["chunk_states"].graph.meta["scan_staged"] == []
     assert plans["chunk_output"].graph["qS"].op is Op.MM
+
+
+def test_the_reverse_scan_writes_the_value_gradient_it_computes():
+    """A delta-rule-like backward: dS_prev = dS + w^T (k dS + A do). The reverse scan computes the
+    [C, V] tile k dS + A do (FLA's dv2) for its own product; the gradient kernel, which needs it for
+    dv and dq, reads it back rather than contract k dS over K again."""
+    b = GraphBuilder()
+    dS, k, do, w = b.input("dS_next", (K, V)), b.input("k", (C, K)), b.input("do", (C, V)), b.input("w", (C, K))
+    A = b.add(Op.TRIL, b.add(Op.MM, k, b.add(Op.TRANSPOSE, k)), diagonal=0, name="A")
+    dv = b.add(Op.ADD, b.add(Op.MM, k, dS), b.add(Op.MM, A, do), name="dv2")
+    dS_prev = b.add(Op.ADD, dS, b.add(Op.MM, b.add(Op.TRANSPOSE, w), dv))
+    dq = b.add(Op.MM, dv, b.add(Op.TRANSPOSE, b.input("S", (K, V))))
+    plans = partition_backward(b.build(dS=dS_prev, dv=dv, dq=dq).replace(states=["dS_next"]))
+    scan, grads = plans["bwd_states"].graph, plans["bwd_grads"].graph
+    assert scan.outputs["stage:dv2"] == "dv2" and "dv2" in scan.meta["staged"]
+    assert grads["dv2"].op is Op.INPUT and not any("dS_next" in n.inputs for n in grads.nodes)

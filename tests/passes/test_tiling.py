@@ -2,7 +2,8 @@ import pytest
 from graphs import GraphBuilder, expr, simple_gla_forward
 
 from flexla.ir import C, K, V, Op, verify
-from flexla.passes.tiling import FIRST_K_SLICE, k_loop, k_slices, k_split_blocker, tile, v_loop, v_split_blocker
+from flexla.passes.tiling import (FIRST_K_SLICE, k_loop, k_phases, k_slices, k_split_blocker, tile, v_loop,
+                                  v_split_blocker)
 
 
 def _separable():
@@ -125,6 +126,48 @@ def test_a_whole_term_added_to_a_part_counts_on_the_first_slice_only():
     assert expr(slices.graph, "d_g").endswith(", mul(sum(mul(do, v), dims=(1), keepdim=False), first_k_slice))")
     verify(slices.graph)
     assert slices.graph.input(FIRST_K_SLICE).shape == ()
+
+
+def _scores_gradient(reused: bool):
+    """KDA's shape of the problem: a = do S^T sums over V; dA = tril(a k^T) contracts K into a
+    [C, C] tile that dk = dA k spreads back over K, so no K slice can finish dk alone. With
+    `reused`, dk also adds a, which the first phase computes anyway."""
+    b = GraphBuilder()
+    q, k, S, do = b.input("q", (C, K)), b.input("k", (C, K)), b.input("S", (K, V)), b.input("do", (C, V))
+    a = b.add(Op.MM, do, b.add(Op.TRANSPOSE, S), name="a")
+    dA = b.add(Op.TRIL, b.add(Op.MM, a, b.add(Op.TRANSPOSE, k)), diagonal=-1, name="dA")
+    dk = b.add(Op.MM, dA, k, name="dk")
+    if reused:
+        dk = b.add(Op.ADD, dk, a)
+    return b.build(dq=b.add(Op.MUL, a, q), dk=dk)
+
+
+def test_a_contraction_over_k_spread_back_over_k_makes_two_phases():
+    graph = _scores_gradient(reused=False)
+    assert k_slices(graph).graph is None and k_slices(graph).meets == ("dA",)
+    phases = k_phases(graph)
+    assert phases.handed == ("dA",) and phases.passed == ()
+    assert list(phases.first.outputs) == ["dq", "stage:dA"] and phases.first.outputs["stage:dA"] == "dA"
+    assert k_slices(phases.first).partial == {"stage:dA"}          # a part per slice, summed between
+    assert phases.second["dA"].op is Op.INPUT and list(phases.second.outputs) == ["dk"]
+    assert k_slices(phases.second).usable
+    for g in (phases.first, phases.second):
+        verify(g)
+
+
+def test_the_second_phase_reads_what_the_first_summed_over_v():
+    phases = k_phases(_scores_gradient(reused=True))
+    assert phases.passed == ("a",) and phases.first.outputs["stage:a"] == "a"
+    assert phases.second["a"].op is Op.INPUT                   # no loop over V again:
+    assert not any("S" in n.inputs for n in phases.second.nodes)
+
+
+def test_no_phases_where_k_slices_suffice_or_k_lanes_mix():
+    b, dq, d_g = _gate_gradient(whole_term=True)
+    assert k_phases(b.build(dq=dq, d_g=d_g)) is None
+    b = GraphBuilder()
+    k = b.input("k", (C, K))
+    assert k_phases(b.build(dk=b.add(Op.CUMSUM, k, dim=1))) is None
 
 
 @pytest.mark.parametrize("use", ["exp", "times_a_part", "broadcast_along_k"])
