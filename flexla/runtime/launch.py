@@ -575,30 +575,33 @@ def backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_to
     in shared memory is halved. FLEXLA_BACKWARD_CHUNK caps the chunk (experiments); off the GPU the
     split kernels run where they exist."""
     split_exists = bool(compiled.meta["split_grad_kernels"])
+    # gradient kernels in two phases on K slices where K is too wide for one program (part of every
+    # way, so that the tuning cache keeps choices with and without them apart)
+    phases = bool(compiled.meta.get("k_phase_grads")) and q.shape[-1] > GRAD_K_PHASES_ABOVE
 
     def at(way):
-        chunk, split = way
+        chunk, split, phased = way
         run = lambda c: _backward(compiled, q, k, v, extras, scale, h0s, do, dhts, c, per_token, schedule, split,
-                                  o=o, kept=kept)
+                                  o=o, kept=kept, phases=phased)
         return with_fitting_chunk(run, fit_key(compiled, "backward", q, v), chunk)
     cap = os.environ.get("FLEXLA_BACKWARD_CHUNK")
     if cap or not searches_chunk(q, v, chunk_size, schedule):
-        ways = [(min(chunk_size, int(cap or chunk_size)), split_exists)]
+        ways = [(min(chunk_size, int(cap or chunk_size)), split_exists, phases)]
     else:
-        ways = [(chunk_size, split_exists), (chunk_size // 2, False)]
-        if kept is not None and kept.chunk_size not in (c for c, _ in ways):
+        ways = [(chunk_size, split_exists, phases), (chunk_size // 2, False, phases)]
+        if kept is not None and kept.chunk_size not in (c for c, _, _ in ways):
             # the forward's chunk (its search may take twice the variant's): there the backward
             # reuses the states the forward kept instead of running the forward's scan again
-            ways.append((kept.chunk_size, split_exists))
+            ways.append((kept.chunk_size, split_exists, phases))
     return chunk_search(compiled, q, v, chunk_size, "backward", ways, at,
                         pass_key(compiled, "backward", q, v, chunk_size, schedule, h0s, dhts, cap,
                                  kept.chunk_size if kept is not None else None),
-                        name_of=lambda way: f"{way[0]} {'split' if way[1] else 'whole'}",
+                        name_of=lambda way: f"{way[0]} {'split' if way[1] else 'whole'}{' in K phases' * way[2]}",
                         unit="chunk and gradient kernels")
 
 
 def _backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_token, schedule, split, o=None,
-              kept: KeptStates | None = None):
+              kept: KeptStates | None = None, phases: bool = False):
     """Gradients of q, k, v, each extra and the initial states. The fused schedule walks each
     (batch, head) in reverse once; the chunk-parallel one runs the state-gradient scan alone
     (V split when legal) and then every chunk's gradients in parallel (by the split gradient
@@ -631,7 +634,7 @@ def _backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_t
                for t, low in zip(tiles, compiled.meta["dstates_in_input_dtype"])]
     per_state = [x for i in range(len(tiles)) for x in (states[i], dstates[i], dhts[i] if dhts is not None else q,
                                                         dh0s[i] if dh0s is not None else q)]
-    phased = compiled.meta.get("k_phase_grads", {}) if L.K > GRAD_K_PHASES_ABOVE else {}
+    phased = compiled.meta["k_phase_grads"] if phases else {}
     only_phases = [] if phased else compiled.meta.get("k_phase_staged", [])   # not allocated where unused
     staged = (staged_buffers(compiled.meta["bwd_staged"], L, q, chunk_size, only_phases) if sched == "chunk"
               else [q] * len(compiled.meta["bwd_staged"]))
