@@ -165,6 +165,13 @@ def k_phases(graph: Graph) -> KPhases | None:
     one, two = k_slices(first), k_slices(second)
     if one.graph is None or one.partial & {"dq", "dk", "dv"} or not two.usable:
         return None
+    # the second's sums over V without K lanes (KDA's sum over V of the solved dv2 times v, for
+    # d_beta) every slice would compute alike: the first computes them instead, beside the same work
+    whole = _kinds(graph)
+    loop2 = v_loop(second)
+    moved = [n for n in (loop2.sums if loop2 else ()) if whole[n] == "whole" and n not in first]
+    if moved:
+        first = graph.subgraph({**first.outputs, **{f"stage:{m}": m for m in moved}})
     loop = v_loop(first)
     after_loop = first.descendants(loop.sums) if loop else set()
     in_first = {n.name for n in first.nodes if n.op is not Op.INPUT}
@@ -174,7 +181,8 @@ def k_phases(graph: Graph) -> KPhases | None:
                    and kind[n.name] != "part" and (n.name in second.outputs.values() or any(
                        n.name in u.inputs and u.name not in shared for u in second.nodes)))
     if passed:
-        first = first.replace(outputs={**first.outputs, **{f"stage:{m}": m for m in passed}})
+        first = first.replace(outputs={**{r: x for r, x in first.outputs.items() if x not in moved},
+                                       **{f"stage:{m}": m for m in passed}})
         second = read_back(second, passed)
     return KPhases(first, second, handed, passed)
 

@@ -128,10 +128,11 @@ def test_a_whole_term_added_to_a_part_counts_on_the_first_slice_only():
     assert slices.graph.input(FIRST_K_SLICE).shape == ()
 
 
-def _scores_gradient(reused: bool):
+def _scores_gradient(reused: bool, with_db: bool = False):
     """KDA's shape of the problem: a = do S^T sums over V; dA = tril(a k^T) contracts K into a
     [C, C] tile that dk = dA k spreads back over K, so no K slice can finish dk alone. With
-    `reused`, dk also adds a, which the first phase computes anyway."""
+    `reused`, dk also adds a, which the first phase computes anyway; with `with_db`, a gradient
+    db = sum_V(do v) + sum_K(dk k)."""
     b = GraphBuilder()
     q, k, S, do = b.input("q", (C, K)), b.input("k", (C, K)), b.input("S", (K, V)), b.input("do", (C, V))
     a = b.add(Op.MM, do, b.add(Op.TRANSPOSE, S), name="a")
@@ -139,7 +140,11 @@ def _scores_gradient(reused: bool):
     dk = b.add(Op.MM, dA, k, name="dk")
     if reused:
         dk = b.add(Op.ADD, dk, a)
-    return b.build(dq=b.add(Op.MUL, a, q), dk=dk)
+    out = dict(dq=b.add(Op.MUL, a, q), dk=dk)
+    if with_db:
+        dov = b.add(Op.SUM, b.add(Op.MUL, do, b.input("v", (C, V))), dims=(1,), keepdim=False, name="dov")
+        out["db"] = b.add(Op.ADD, dov, b.add(Op.SUM, b.add(Op.MUL, dk, k), dims=(1,), keepdim=False))
+    return b.build(**out)
 
 
 def test_a_contraction_over_k_spread_back_over_k_makes_two_phases():
@@ -160,6 +165,14 @@ def test_the_second_phase_reads_what_the_first_summed_over_v():
     assert phases.passed == ("a",) and phases.first.outputs["stage:a"] == "a"
     assert phases.second["a"].op is Op.INPUT                   # no loop over V again:
     assert not any("S" in n.inputs for n in phases.second.nodes)
+
+
+def test_the_first_phase_takes_the_seconds_sums_over_v_without_k():
+    """db = sum_V(do v) + sum_K(dk k) needs dA, so the second phase computes it; its sum over V
+    has no K lanes, which every K slice of the second would compute alike: the first does."""
+    phases = k_phases(_scores_gradient(reused=False, with_db=True))
+    assert phases.first.outputs["stage:dov"] == "dov" and "dov" in phases.passed
+    assert phases.second["dov"].op is Op.INPUT and k_slices(phases.second).partial == {"db"}
 
 
 def test_no_phases_where_k_slices_suffice_or_k_lanes_mix():
