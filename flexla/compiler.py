@@ -23,7 +23,8 @@ from .frontend.trace import SECOND_SIZES, backward_step, forward_step, trace
 from .ir import C, K, V, Graph
 from .passes.forward_output import read_forward_output
 from .passes.forward_staged import graft_forward_staged, reads_states, same_in_backward
-from .passes.partition import grad_kernels, k_phase_handed, k_phase_kernels, k_phase_staged, partition_backward, partition_forward
+from .passes.partition import (grad_kernels, k_phase_handed, k_phase_kernels, k_phase_staged, partition_backward,
+                                partition_forward)
 from .passes.pipeline import debug, run_passes
 from .passes.precision import read_as_dot_operand
 from .passes.tiling import k_split_blocker, v_split_blocker

@@ -221,7 +221,8 @@ def kernel_source(plan: KernelPlan, extras: list[Extra], states: list[State], di
     state_roles = {r for s in states for r in (s.next, s.grad)}
     slices = k_slices(g) if plan.role == "bwd_grads" else KSlices(None)
     parts = slices.partial - state_roles            # gradients of states are not stored here
-    k_split = slices.usable or (plan.k_phase_of != "" and slices.graph is not None)   # a first phase hands parts on
+    # a K phase runs on slices too where its parts are only handed on (tiling.k_phases: the first)
+    k_split = slices.usable or (plan.k_phase_of != "" and slices.graph is not None)
     phases = plan.phases
     if k_split:
         g, phases = slices.graph, _with_added_nodes(phases, slices.graph)
@@ -251,7 +252,8 @@ def kernel_source(plan: KernelPlan, extras: list[Extra], states: list[State], di
     gated = any(n.op in GATED for n in g.nodes) and plan.role not in FORWARD_CARRY | BACKWARD_CARRY
     looped = loop and _loop_source(g, loop, loads, names, stores)
     return KernelSource(plan.name, TEMPLATES[plan.role], [f"{p}_ptr" for p in pointers], loads, phases, stores,
-                        carries, gated, k_split, tuple(sorted(r[2:] for r in parts if r.startswith("d_"))) if k_split else (),
+                        carries, gated, k_split,
+                        tuple(sorted(r[2:] for r in parts if r.startswith("d_"))) if k_split else (),
                         v_loop=looped if plan.role == "bwd_grads" else None, early_loads=early_loads,
                         k_loop=looped if plan.role == "chunk_output_k_loop" else None)
 

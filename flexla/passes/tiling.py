@@ -177,9 +177,10 @@ def k_phases(graph: Graph) -> KPhases | None:
     in_first = {n.name for n in first.nodes if n.op is not Op.INPUT}
     kind = _kinds(first)
     shared = {n.name for n in second.nodes if n.name in in_first}
-    passed = tuple(n.name for n in second.nodes if n.name in shared and n.name in after_loop
-                   and kind[n.name] != "part" and (n.name in second.outputs.values() or any(
-                       n.name in u.inputs and u.name not in shared for u in second.nodes)))
+    passed = tuple(n.name for n in second.nodes if n.name in moved or (
+        n.name in shared and n.name in after_loop and kind[n.name] != "part" and (
+            n.name in second.outputs.values() or any(n.name in u.inputs and u.name not in shared
+                                                     for u in second.nodes))))
     if passed:
         first = first.replace(outputs={**{r: x for r, x in first.outputs.items() if x not in moved},
                                        **{f"stage:{m}": m for m in passed}})

@@ -53,6 +53,7 @@ OUTPUT_LOOP_BK = int(os.environ.get("FLEXLA_OUTPUT_LOOP_BK", "64"))
 # carries [C, K] sums of K = 256 (sm_90: 13 KB of spills a thread); FLEXLA_GRAD_K_PHASES_ABOVE
 # sets it (0: always, for checks at small head dims)
 GRAD_K_PHASES_ABOVE = int(os.environ.get("FLEXLA_GRAD_K_PHASES_ABOVE", "128"))
+# the widest V slice of those phases' loop over V (grad_launch); FLEXLA_GRAD_PHASE_BV sets it
 GRAD_PHASE_BV = int(os.environ.get("FLEXLA_GRAD_PHASE_BV", "64"))
 # whether a forward that autograd will differentiate keeps its chunk states for the backward
 # (KeptStates); FLEXLA_KEEP_STATES=0 recomputes them there instead, holding less memory between
