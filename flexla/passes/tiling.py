@@ -16,10 +16,15 @@ A gradient kernel may still split K when what it contracts over K only flows, li
 outputs without a K axis (retention's d_gamma: a sum over K of q dq - k dk): each slice then
 adds a part of those outputs, which the launcher sums (`k_slices`).
 
+Where such a part meets K-wide work again (KDA's tril(dA) after the inverse, which gated_apply
+spreads back over the keys), the kernel may still run on slices as two kernels (`k_phases`): the
+first hands each slice's part on, the launcher sums them, the second reads the whole.
+
 A gradient kernel that contracts over V (dq, dk and the gates' gradients sum over V) may instead
 walk V in slices inside one program (`v_loop`): each slice's contractions are added up in the
 loop and what depends on them is computed once after it, so a program holds [K, V/n] slices of
-the states rather than whole ones (the delta rules' and KDA's kernel, which cannot split K).
+the states rather than whole ones (the delta rules' kernels, which cannot split K, and KDA's
+where its phases do not run).
 An output kernel may walk K the same way (`k_loop`: its q k^T and q S sum over K).
 """
 from __future__ import annotations
