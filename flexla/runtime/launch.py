@@ -440,7 +440,7 @@ def grad_launch(compiled, q, v, chunk_size, scale, L: Launch, name: str) -> Laun
     if name in meta["v_loop_grads"]:               # then V in slices of bv, one after another
         while bv > 16 and max(bk, 16 if NARROW_TILES else 64) * bv > GRAD_LOOP_KV:
             bv //= 2
-        if any(name in phases for phases in meta.get("k_phase_grads", {}).values()):
+        if any(name in phases for phases in meta["k_phase_grads"].values()):
             # besides [C, BK] sums, a phase carries [C, C] ones through its V loop (sm_90, KDA at
             # K = V = 256, chunk 64, 8 warps, K slices of 64: spills 20 / 400 bytes a thread at
             # V slices of 64, 324 / 580 at 128, 920 / 1372 at 256)
@@ -466,7 +466,7 @@ def handed_parts(compiled, name: str, grad: Launch, staged: list) -> dict:
     tile it hands on, by its index among the staged: [B*H, NT, NK, *tile], one part per slice,
     summed after into the staged tile the second phase reads."""
     meta = compiled.meta
-    first = [ks[0] for ks in meta.get("k_phase_grads", {}).values()]
+    first = [ks[0] for ks in meta["k_phase_grads"].values()]
     if name not in first:
         return {}
     writes = meta["k_phase_handed"]
@@ -578,7 +578,7 @@ def backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_to
     split_exists = bool(compiled.meta["split_grad_kernels"])
     # gradient kernels in two phases on K slices where K is too wide for one program (part of every
     # way, so that the tuning cache keeps choices with and without them apart)
-    phases = bool(compiled.meta.get("k_phase_grads")) and q.shape[-1] > GRAD_K_PHASES_ABOVE
+    phases = bool(compiled.meta["k_phase_grads"]) and q.shape[-1] > GRAD_K_PHASES_ABOVE
 
     def at(way):
         chunk, split, phased = way
@@ -636,7 +636,7 @@ def _backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_t
     per_state = [x for i in range(len(tiles)) for x in (states[i], dstates[i], dhts[i] if dhts is not None else q,
                                                         dh0s[i] if dh0s is not None else q)]
     phased = compiled.meta["k_phase_grads"] if phases else {}
-    only_phases = [] if phased else compiled.meta.get("k_phase_staged", [])   # not allocated where unused
+    only_phases = [] if phased else compiled.meta["k_phase_staged"]   # not allocated where unused
     staged = (staged_buffers(compiled.meta["bwd_staged"], L, q, chunk_size, only_phases) if sched == "chunk"
               else [q] * len(compiled.meta["bwd_staged"]))
     if reuse and sched == "chunk":
@@ -647,7 +647,8 @@ def _backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_t
     if compiled.meta["bwd_reads_o"] and o is None:
         raise ValueError(f"{compiled.meta['variant']}'s backward reads the forward's output o: pass it")
     o = do if o is None else o.contiguous()        # do stands in for an o the kernels do not read
-    pointers = lambda ds: direct.Pointers([q, k, v, *extras, do, o, *per_state, dq, dk, dv, *ds, *staged, flags])
+    pointers = lambda ds, st=staged: direct.Pointers([q, k, v, *extras, do, o, *per_state, dq, dk, dv, *ds, *st,
+                                                      flags])
     ptrs = pointers(dextras)
     def recompute(fwd_staged=None):
         if not reuse:
@@ -670,9 +671,8 @@ def _backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_t
             parts = k_part_buffers(compiled, name, grad.NK, dextras)
             handed = handed_parts(compiled, name, grad, staged)
             nv = 1 if name in compiled.meta["v_loop_grads"] else grad.NV   # a loop walks V's slices
-            ptrs_here = ptrs if not parts and not handed else direct.Pointers(
-                [q, k, v, *extras, do, o, *per_state, dq, dk, dv, *[parts.get(i, d) for i, d in enumerate(dextras)],
-                 *[handed.get(i, s) for i, s in enumerate(staged)], flags])
+            ptrs_here = ptrs if not parts and not handed else pointers(
+                [parts.get(i, d) for i, d in enumerate(dextras)], [handed.get(i, s) for i, s in enumerate(staged)])
             grad.run(getattr(compiled.module, name), (NT, grad.NK * nv, B * H), ptrs_here)
             for i, part in parts.items():
                 torch.sum(part, 3, out=dextras[i])
