@@ -99,42 +99,48 @@ class KSlices:
         return self.graph is not None and not self.partial & {"dq", "dk", "dv"}
 
 
-def k_slices(graph: Graph) -> KSlices:
-    """Every node is whole (no K lanes in it), sliced (it has a K axis: the slice's lanes) or a
-    part (a contraction over K of sliced values, and what depends on one linearly). A whole term
-    added to a part is counted by the first slice only (multiplied by the FIRST_K_SLICE input);
-    anything else that meets a part (a product of two, a part broadcast along K, exp) blocks."""
-    kind, nodes = {}, []
+def k_kinds(graph: Graph) -> dict:
+    """Each node's relation to K: sliced (it has a K axis: on a slice, the slice's lanes), part
+    (built on sliced values without a K axis: on a slice, where k_slices accepts the kernel, a part
+    whose sum over the slices is the whole value) or whole (no K lanes in it)."""
+    kind = {}
     for n in graph.nodes:
         ins = [kind[i] for i in n.inputs]
-        parts = ins.count("part")
-        if K in n.shape:
-            kind[n.name] = "sliced"
+        kind[n.name] = ("sliced" if K in n.shape else "part" if "sliced" in ins or "part" in ins else "whole")
+    return kind
+
+
+def k_slices(graph: Graph) -> KSlices:
+    """Runs a kernel on slices of K where every part (k_kinds) is a contraction over K of sliced
+    values or depends on one linearly. A whole term added to a part is counted by the first slice
+    only (multiplied by the FIRST_K_SLICE input); anything else that meets a part (a product of
+    two, a part broadcast along K, exp) blocks."""
+    kind, nodes, first_slice = k_kinds(graph), [], set()
+    for n in graph.nodes:
+        parts = [i for i in n.inputs if kind[i] == "part"]
+        if kind[n.name] == "sliced":
             if parts or mixes(graph, n, K):
-                meets = () if mixes(graph, n, K) else tuple(i for i in n.inputs if kind[i] == "part")
+                meets = () if mixes(graph, n, K) else tuple(parts)
                 return KSlices(None, blocker=_described(n), meets=meets)
-        elif "sliced" in ins:
-            kind[n.name] = "part"
+        elif any(kind[i] == "sliced" for i in n.inputs):
             if parts or n.op not in (Op.MM, Op.SUM):        # a contraction over K: the slice's part
                 return KSlices(None, blocker=_described(n))
-        elif not parts:
-            kind[n.name] = "whole"
+        elif kind[n.name] == "whole":
+            pass
         elif n.op in (Op.ADD, Op.SUB):
-            kind[n.name] = "part"
             inputs = list(n.inputs)
             for j, i in enumerate(inputs):
                 if kind[i] == "whole":                     # counted once: by the first slice
                     inputs[j] = f"{i}_on_first_k_slice"
-                    if inputs[j] not in kind:
-                        kind[inputs[j]] = "whole"
+                    if inputs[j] not in first_slice:
+                        first_slice.add(inputs[j])
                         nodes.append(Node(inputs[j], Op.MUL, (i, FIRST_K_SLICE), (), graph[i].shape, n.loc))
             n = Node(n.name, n.op, tuple(inputs), n.attrs, n.shape, n.dtype, n.loc)
-        elif (n.op in LINEAR or n.op in (Op.MUL, Op.MM) or (n.op is Op.DIV and ins[0] == "part")) and parts == 1:
-            kind[n.name] = "part"
-        else:
+        elif not ((n.op in LINEAR or n.op in (Op.MUL, Op.MM) or (n.op is Op.DIV and kind[n.inputs[0]] == "part"))
+                  and len(parts) == 1):
             return KSlices(None, blocker=_described(n))
         nodes.append(n)
-    if any(FIRST_K_SLICE in n.inputs for n in nodes):
+    if first_slice:
         nodes.insert(0, Node(FIRST_K_SLICE, Op.INPUT, (), (("role", FIRST_K_SLICE),), ()))
     partial = frozenset(role for role, name in graph.outputs.items() if kind[name] == "part")
     return KSlices(graph.replace(nodes), partial)
@@ -172,7 +178,7 @@ def k_phases(graph: Graph) -> KPhases | None:
         return None
     # the second's sums over V without K lanes (KDA's sum over V of the solved dv2 times v, for
     # d_beta) every slice would compute alike: the first computes them instead, beside the same work
-    whole = _kinds(graph)
+    whole = k_kinds(graph)
     loop2 = v_loop(second)
     moved = [n for n in (loop2.sums if loop2 else ()) if whole[n] == "whole" and n not in first]
     if moved:
@@ -180,7 +186,7 @@ def k_phases(graph: Graph) -> KPhases | None:
     loop = v_loop(first)
     after_loop = first.descendants(loop.sums) if loop else set()
     in_first = {n.name for n in first.nodes if n.op is not Op.INPUT}
-    kind = _kinds(first)
+    kind = k_kinds(first)
     shared = {n.name for n in second.nodes if n.name in in_first}
     passed = tuple(n.name for n in second.nodes if n.name in moved or (
         n.name in shared and n.name in after_loop and kind[n.name] != "part" and (
@@ -199,15 +205,6 @@ def read_back(graph: Graph, names) -> Graph:
     nodes = [Node(n.name, Op.INPUT, (), (("role", n.name),), n.shape, n.dtype, n.loc) if n.name in names else n
              for n in graph.nodes]
     return graph.replace(nodes).subgraph(graph.outputs)
-
-
-def _kinds(graph: Graph) -> dict:
-    """k_slices' kind of every node of a graph it runs on slices: whole, sliced or part."""
-    kind = {}
-    for n in graph.nodes:
-        ins = [kind[i] for i in n.inputs]
-        kind[n.name] = ("sliced" if K in n.shape else "part" if "sliced" in ins or "part" in ins else "whole")
-    return kind
 
 
 @dataclass(frozen=True)
