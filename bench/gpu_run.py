@@ -292,12 +292,12 @@ def correctness_in_parallel(ops, jobs, dry, no_peer):
     return all(r["ok"] for r in rows), rows
 
 
-def warm(op, device, dtype, shapes, modes, schedules, peer):
+def warm(op, device, dtype, shapes, modes, schedules, peer, done=frozenset()):
     """Call one op (flexla in each schedule, then the peer) once per timed shape and mode, so that the
     timing process finds every kernel compiled in Triton's disk cache. The peer's autotuning results
     are not kept from here (main), so it still tunes in the quiet timing process."""
     for shape in shapes:
-        for mode in modes:
+        for mode in [m for m in modes if (op, tuple(shape), m) not in done]:
             for who, sched in [("flexla", s) for s in schedules] + ([("peer", None)] if peer else []):
                 for v in VARIANTS:
                     get(v).schedule = sched
@@ -349,7 +349,12 @@ def in_graph_ms(run):
 GRAPHS_FAILED = []
 
 
-def timing(device, dtype, fla, shapes, modes, budget_s, do_bench, save, ops, schedules):
+def timed_rows(path: Path) -> list:
+    """The rows an earlier command wrote to a results file (--resume), none where there is none."""
+    return [r for r in json.loads(path.read_text()) if isinstance(r, dict) and "shape" in r] if path.exists() else []
+
+
+def timing(device, dtype, fla, shapes, modes, budget_s, do_bench, save, ops, schedules, done=frozenset()):
     rows, sdpa = [], {}
     meta = dict(device=torch.cuda.get_device_name() if device == "cuda" else "cpu", torch=torch.__version__,
                 triton=__import__("triton").__version__, date=datetime.date.today().isoformat())
@@ -358,6 +363,8 @@ def timing(device, dtype, fla, shapes, modes, budget_s, do_bench, save, ops, sch
             for op, sched in [(op, s) for op in ops for s in schedules]:
                 for v in VARIANTS:
                     get(v).schedule = sched
+                if (op, tuple(shape), mode) in done:
+                    continue
                 if time.time() - START > budget_s:
                     log("time budget reached, skipping", op, shape, mode)
                     continue
@@ -461,6 +468,9 @@ def main():
     p.add_argument("--check-schedules", help="schedules to check, default fused,chunk (KDA's "
                    "fused backward at D = 256 keeps ptxas busy for minutes: check it with chunk alone)")
     p.add_argument("--tag", default="", help="suffix of the results file, for experiments: results<tag>.json")
+    p.add_argument("--resume", action="store_true", help="keep the rows already in bench/results<tag>.json "
+                   "and time only the missing ones: a command that --budget cut goes on where it stopped "
+                   "(copy the file back into bench/ between machines)")
     p.add_argument("--check-one", help=argparse.SUPPRESS)   # child of --jobs: check one op, print its rows
     p.add_argument("--warm-one", help=argparse.SUPPRESS)    # child of --jobs: compile one op's timed kernels
     p.add_argument("--check-ops", default=",".join(OPS + CHECK_ONLY), help="comma-separated ops to check in bf16")
@@ -502,9 +512,11 @@ def main():
     modes = args.modes.split(",")
     if set(modes) - {"fwd", "fwdbwd"}:
         p.error(f"--modes takes fwd, fwdbwd or both comma-separated, not {args.modes!r}")
+    kept = timed_rows((out if args.dry else Path(__file__).parent) / f"results{args.tag}.json") if args.resume else []
+    done = {(r["op"], tuple(r["shape"]), r["mode"]) for r in kept}
     if args.warm_one:     # compile every tuning candidate; the quiet timing process times them
         os.environ["FLEXLA_TUNE"] = "compile"
-        warm(args.warm_one, device, dtype, bench_shapes, modes, schedules, fla.get(args.warm_one))
+        warm(args.warm_one, device, dtype, bench_shapes, modes, schedules, fla.get(args.warm_one), done)
         return
     peers = {} if args.no_peer_check else fla     # the peer's cold autotuning costs minutes per op
     if args.check_one:
@@ -529,22 +541,25 @@ def main():
 
     def save(rows):
         for d in ({out} if args.dry else {out, Path(__file__).parent}):
-            (d / f"results{args.tag}.json").write_text(json.dumps(rows, indent=1))
+            (d / f"results{args.tag}.json").write_text(json.dumps(kept + rows, indent=1))
     if args.check_only:
         return
     if ok and args.jobs > 1:
         log(f"== compiling the timed kernels, one process per op, for at most {args.warm_s:.0f}s ==")
         ops = args.ops.split(",")
         outs = in_parallel([[sys.executable, __file__, "--warm-one", op, "--shapes", args.shapes, "--modes",
-                             args.modes, "--schedules", args.schedules, "--fla-ops", args.fla_ops] + (["--dry"] if args.dry else []) for op in ops],
+                             args.modes, "--schedules", args.schedules, "--fla-ops", args.fla_ops, "--tag", args.tag]
+                            + (["--dry"] if args.dry else []) + (["--resume"] if args.resume else []) for op in ops],
                            args.jobs, args.warm_s)
         for op, child in zip(ops, outs):
             print(child.stdout, flush=True)
             if child.returncode:
                 log(f"compiling {op} stopped ({child.returncode}); timing compiles the rest:\n{child.stderr[-800:]}")
+    if kept:
+        log(f"resuming: {len(kept)} rows kept from results{args.tag}.json")
     rows = timing(device, dtype, fla, bench_shapes, modes, args.budget, do_bench, save,
-                  args.ops.split(","), schedules) if ok else []
-    log(table(rows))
+                  args.ops.split(","), schedules, done) if ok else []
+    log(table(kept + rows))
 
 
 if __name__ == "__main__":

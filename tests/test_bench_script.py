@@ -1,5 +1,6 @@
 """The GPU benchmark script keeps working: its --dry mode (tiny shapes, CPU interpreter) runs the
-same correctness checks and the timing loop for one op."""
+same correctness checks and the timing loop for one op, and --resume times only missing rows."""
+import json
 import os
 import subprocess
 import sys
@@ -15,3 +16,19 @@ def test_gpu_run_dry(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     assert "correctness: ALL PASS" in out.stdout
     assert (tmp_path / "results.json").exists() and (tmp_path / "correctness.json").exists()
+
+
+def test_gpu_run_resume_times_only_the_missing_rows(tmp_path):
+    env = {**os.environ, "OUT": str(tmp_path)}
+    run = lambda *a: subprocess.run([sys.executable, str(ROOT / "bench" / "gpu_run.py"), "--dry", "--skip-check",
+                                     "--modes", "fwd", "--tag", "_resume", *a],
+                                    capture_output=True, text=True, timeout=600, env=env)
+    first = run("--ops", "chunk_linear_attn")
+    assert first.returncode == 0, first.stderr[-3000:]
+    before = json.loads((tmp_path / "results_resume.json").read_text())
+    second = run("--ops", "chunk_linear_attn,chunk_retention", "--resume")
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "resuming: 1 rows kept" in second.stdout
+    after = json.loads((tmp_path / "results_resume.json").read_text())
+    assert [r["op"] for r in after] == ["chunk_linear_attn", "chunk_retention"]
+    assert after[0] == before[0]           # kept as it was, not timed again
