@@ -111,7 +111,8 @@ def compile_variant(name: str, callbacks: dict, extras: list[Extra], states: lis
     else:
         bwd = grafted
     grads = grad_kernels(bplans)
-    phased = [n for names in k_phase_kernels(bplans).values() for n in names]
+    phase_kernels = k_phase_kernels(bplans)
+    phased = [n for names in phase_kernels.values() for n in names]
     try:
         bstaged = bplans["bwd_states"].graph.meta["staged"]
         kernels = [kernel_source(p, extras, states, "forward", fstaged) for p in fplans.values()]
@@ -156,7 +157,7 @@ def compile_variant(name: str, callbacks: dict, extras: list[Extra], states: lis
         "split_grad_kernels": grads,
         # per gradient kernel that has them, its two phases on slices of K (tiling.k_phases): the
         # launcher runs them where K is too wide for one program, and sums the parts handed between
-        "k_phase_grads": k_phase_kernels(bplans),
+        "k_phase_grads": phase_kernels,
         "k_phase_handed": k_phase_handed(bplans),
         "k_phase_staged": k_phase_staged(bplans),
         # gradient kernels that mix no lanes along V (a split kernel computing dv alone): the

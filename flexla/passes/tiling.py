@@ -178,9 +178,9 @@ def k_phases(graph: Graph) -> KPhases | None:
         return None
     # the second's sums over V without K lanes (KDA's sum over V of the solved dv2 times v, for
     # d_beta) every slice would compute alike: the first computes them instead, beside the same work
-    whole = k_kinds(graph)
+    kind_in_graph = k_kinds(graph)
     loop2 = v_loop(second)
-    moved = [n for n in (loop2.sums if loop2 else ()) if whole[n] == "whole" and n not in first]
+    moved = [n for n in (loop2.sums if loop2 else ()) if kind_in_graph[n] == "whole" and n not in first]
     if moved:
         first = graph.subgraph({**first.outputs, **{f"stage:{m}": m for m in moved}})
     loop = v_loop(first)
