@@ -8,7 +8,11 @@ in a scan that happens every step, on its critical path. The same scaling applie
 - a scalar, or a scaling of the product's rows (of `a` in `a b`) or columns (of `b`), applies to
   the product's result: (r a) b = r (a b), a (b c) = (a b) c;
 - a scaling of the contracted dimension moves to the other operand, where that one is computed
-  anyway (not an input): (a r) b = a (r b). Both inputs: left as it is.
+  anyway (not an input): (a r) b = a (r b); or where both are inputs, from a transposed one to one
+  that is not (simple GLA's state update (k * e[:, None])^T v -> k^T (v * e[:, None]), as FLA's
+  state kernel scales v): a scaled operand is written from registers to shared memory before the
+  product either way, and the transposed one took a transpose in registers on top. Otherwise,
+  both inputs: left as it is.
 
 An operand moves only where every scaling on it can, and it is then an input (or its transpose).
 The result is the same up to rounding: the scaling is applied in fp32 to a product of unscaled
@@ -69,7 +73,10 @@ def _moved(index, n, emit) -> bool:
             return False
         for _, kind, raw in p.factors:
             to_output = kind == "scalar" or (kind == output_side[side] and raw == kind)
-            to_other = kind == contracted[side] and raw != kind and not is_input(other)
+            # onto a computed operand, or from a transposed input onto an input as it lies: the
+            # scaled operand then goes to shared memory without a transpose in registers
+            to_other = kind == contracted[side] and raw != kind and (
+                not is_input(other) or (p.flipped and not other.flipped and not other.factors))
             if not (to_output or to_other):
                 return False
         return True

@@ -541,8 +541,9 @@ def scan_launch(compiled, q, v, chunk_size, scale, use_h0, use_ht, direction: st
     slice), so with a long sequence and few heads they leave most of the GPU idle and each step's
     latency adds up; where the compiler found the scan separable along K (passes/tiling.py), K is
     then split too, into the fewest slices (down to SCAN_BK wide) that give every SM a program:
-    more programs, each with a smaller step (FLA's state kernels tile K and V in 64s). Slices of 64
-    are what the H200 timed; 32 passed the GPU check but was not timed. A scan that cannot split K
+    more programs, each with a smaller step (FLA's state kernels tile K and V in 64s). Slices of 32
+    passed the GPU check and were 1-2% slower than 64 in the forward of six such ops at (2, 8192)
+    and (1, 32768) with 16 heads (run 181, H200, bench/scan_bk.py). A scan that cannot split K
     (the delta rules', KDA's) narrows its V slices the same way instead, down to SCAN_BV (32, as
     FLA's do at few heads): run 145 (H200), the delta rule at (1, 32768, 16, 128) 1.36 -> 1.12 ms
     forward, 6.19 -> 5.33 fwd+bwd. Such slices are narrower than the 64 other kernels keep
