@@ -68,7 +68,7 @@ def test_only_what_the_search_will_launch_is_compiled_early(monkeypatch, tmp_pat
     consts = {"BK": 64, "BV": 64}
     assert tuning.to_compile("bwd_grads", None, consts) == []               # off the GPU
     assert tuning.to_compile("bwd_grads", "k", consts) == tuning.PER_CHUNK_CANDIDATES
-    assert tuning.to_compile("chunk_states", "k", consts) == tuning.LOOP_CANDIDATES
+    assert tuning.to_compile("chunk_states", "k", consts) == tuning.LOOP_CANDIDATES + [tuning.SCAN_TWO_WARPGROUPS]
     tuning._remember("k", (8, 1))
     assert tuning.to_compile("bwd_grads", "k", consts) == [(8, 1)]          # remembered: that one
     assert tuning.to_search("k", [(4, 1), (8, 1)]) == [(8, 1)]

@@ -43,8 +43,9 @@ def test_fastest_candidate_is_chosen_and_kept_on_disk(tmp_path, capsys):
 
 def test_scans_search_pipeline_stages():
     runs = []
-    assert tuning.choose("chunk_states", "k2", runs.append, CONSTS, fake_timer({(4, 1): 1.0, (4, 3): 0.5}, runs)) == (4, 3)
-    assert runs == [(4, 1), (4, 3)]
+    assert tuning.choose("chunk_states", "k2", runs.append, CONSTS,
+                         fake_timer({(4, 1): 1.0, (4, 3): 0.5, (8, 3): 0.6}, runs)) == (4, 3)
+    assert runs == [(4, 1), (4, 3), (8, 3)]
 
 
 def test_a_config_that_does_not_fit_is_skipped():
@@ -118,17 +119,25 @@ def test_small_tiles_keep_four_warps():
 
 
 def test_scans_carrying_a_large_state_slice_also_try_eight_warps_at_one_to_three_stages():
-    assert tuning.candidates("chunk_states", CONSTS) == tuning.LOOP_CANDIDATES            # 128 x 64
     assert tuning.candidates("bwd_states", dict(CONSTS, K=256, BK=256)) == tuning.LOOP_CANDIDATES + [(8, 1), (8, 2), (8, 3)]
     assert tuning.candidates("fused_fwd", dict(CONSTS, K=256, BK=64, BV=64)) == tuning.LOOP_CANDIDATES  # K split
+
+
+def test_every_scan_also_tries_two_warpgroups_at_three_stages():
+    """The scans, not the fused kernels, whatever their state slice: (8, 3) once, last."""
+    assert tuning.candidates("chunk_states", CONSTS) == tuning.LOOP_CANDIDATES + [(8, 3)]     # 128 x 64
+    assert tuning.candidates("bwd_states", dict(CONSTS, BK=64, BV=64)) == tuning.LOOP_CANDIDATES + [(8, 3)]
+    narrow = tuning.candidates("chunk_states", dict(CONSTS, BK=128, BV=32))
+    assert narrow == tuning.NARROW_V_LOOP_CANDIDATES + [(8, 3)]
+    assert tuning.candidates("fused_fwd", CONSTS) == tuning.LOOP_CANDIDATES
 
 
 def test_scans_in_narrow_v_slices_never_run_at_one_stage():
     """4 warps at 1 stage gave wrong states on the H200 in V slices of 32; 16-wide tiles (CUDA cores)
     keep the usual loop candidates."""
     narrow = tuning.candidates("chunk_states", dict(CONSTS, BK=128, BV=32))
-    assert narrow == tuning.NARROW_V_LOOP_CANDIDATES and all(stages > 1 for _, stages in narrow)
-    assert tuning.candidates("bwd_states", dict(CONSTS, BK=16, BV=16)) == tuning.LOOP_CANDIDATES
+    assert all(stages > 1 for _, stages in narrow)
+    assert tuning.candidates("bwd_states", dict(CONSTS, BK=16, BV=16))[:2] == tuning.LOOP_CANDIDATES
 
 
 def test_search_over_plain_values_keeps_them_plain(tmp_path):

@@ -57,6 +57,11 @@ LOOP_CANDIDATES = [(4, 1), (4, 3)]
 NARROW_V_LOOP_CANDIDATES = [(4, 2), (4, 3)]     # V slices under 64 on the tensor cores: no 4x1
 BIG_STATE = 256 * 64          # state slice elements from which a loop also tries 8 warps
 BIG_STATE_CANDIDATES = [(8, 1), (8, 2), (8, 3)]
+# the scans also try two warpgroups: a step's operand scaled in registers (simple GLA's and
+# retention's v * decay) is then split over twice the threads. H200 (run 183, flexla alone), forward
+# at (1, 32768, 16, 128): simple GLA 0.643 -> 0.504 ms, retention 0.636 -> 0.495 (8x2: no gain)
+SCANS = {"chunk_states", "bwd_states"}
+SCAN_TWO_WARPGROUPS = (8, 3)
 PER_CHUNK_CANDIDATES = [(4, 1), (8, 1)]
 # the output kernel also tunes where its loads go (EARLY_LOADS, a third config entry): each just
 # before its first reader (codegen/kernels._at_first_use: less shared memory held, so more
@@ -83,7 +88,8 @@ def candidates(kernel_name: str, consts: dict) -> list[tuple]:
         # what a thread has: such scans (the delta rules' at D = 256, which cannot split K) spill
         big_state = consts["BK"] * consts["BV"] >= BIG_STATE
         narrow_v = consts["BV"] < 64 <= consts["BK"]
-        return (NARROW_V_LOOP_CANDIDATES if narrow_v else LOOP_CANDIDATES) + BIG_STATE_CANDIDATES * big_state
+        cands = (NARROW_V_LOOP_CANDIDATES if narrow_v else LOOP_CANDIDATES) + BIG_STATE_CANDIDATES * big_state
+        return cands + [SCAN_TWO_WARPGROUPS] * (kernel_name in SCANS and SCAN_TWO_WARPGROUPS not in cands)
     if kernel_name == "bwd_grads" and consts["BK"] * consts["BV"] >= BIG_GRADS:
         # the whole gradient kernel at K, V tiles of 128: 4 warps were 4.6-5.4x slower than 8 at
         # chunk 32 (GLA 15.0 vs 2.8 ms, RWKV-6 19.7 vs 3.7, mLSTM 12.8 vs 2.7; run 72, H200), and
