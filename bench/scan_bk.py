@@ -1,0 +1,83 @@
+"""A/B of the state scans' narrowest K slice (`launch.SCAN_BK`, FLEXLA_SCAN_BK), side by side with
+FLA in one process (GPU only). The scans of variants separable along K split K until every SM has
+a program, down to slices SCAN_BK wide; this times flexla at each width on the same inputs, with
+FLA timed once per row, and writes the rows (with `scan_bk`) to results<tag>.json:
+
+    python bench/scan_bk.py --ops chunk_simple_gla,chunk_gla --shapes few_heads --bks 64,32 --tag _run181
+
+Kernels are compiled first, one child process per (op, width), as gpu_run.py does. The forward's
+chunk search remembers its choice per shape, not per width: the second width runs at the chunk the
+first chose.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path[:0] = [str(Path(__file__).parent), str(Path(__file__).parent.parent)]
+import gpu_run  # noqa: E402
+from flexla.runtime import launch  # noqa: E402
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--ops", required=True)
+    p.add_argument("--shapes", default="few_heads", choices=sorted(gpu_run.SHAPES))
+    p.add_argument("--modes", default="fwd")
+    p.add_argument("--bks", default="64,32", help="scan K-slice widths to time, comma-separated")
+    p.add_argument("--fla-ops", default="", help="ops to time FLA on too")
+    p.add_argument("--tag", default="_scan_bk")
+    p.add_argument("--budget", type=float, default=500, help="seconds from the start after which timing stops")
+    p.add_argument("--warm-s", type=float, default=200, help="cap on the parallel compile")
+    p.add_argument("--dry", action="store_true", help="tiny shapes on the CPU interpreter, to test the script")
+    args = p.parse_args()
+    ops, bks, modes = args.ops.split(","), [int(b) for b in args.bks.split(",")], args.modes.split(",")
+    if args.dry:
+        device, dtype, shapes, do_bench = "cpu", torch.float16, [(1, 64, 2, 16, 16)], lambda fn, **kw: 1.0
+    else:
+        from triton.testing import do_bench
+        device, dtype, shapes = "cuda", torch.bfloat16, gpu_run.SHAPES[args.shapes]
+    children = [[sys.executable, gpu_run.__file__, "--warm-one", op, "--shapes", args.shapes, "--modes", args.modes,
+                 "--fla-ops", ""] + (["--dry"] if args.dry else []) for bk in bks for op in ops]
+    envs = [bk for bk in bks for _ in ops]
+    gpu_run.log(f"compiling {len(children)} (op, width) pairs")
+    outs = gpu_run.in_parallel([["env", f"FLEXLA_SCAN_BK={bk}"] + c for bk, c in zip(envs, children)],
+                               len(children), args.warm_s)
+    for cmd, out in zip(children, outs):
+        if out.returncode:
+            gpu_run.log(f"compiling {cmd[3]} stopped ({out.returncode}): {out.stderr[-400:]}")
+    fla = {} if args.dry else {k: f for k, f in gpu_run.load_fla().items() if k in args.fla_ops.split(",")}
+    rows = []
+    for shape in shapes:                      # the widths one after the other per row: a budget cut
+        for op in ops:                        # leaves whole rows
+            for bk in bks:
+                launch.SCAN_BK = bk           # read per launch (scan_launch)
+                got = gpu_run.timing(device, dtype, fla if bk == bks[0] else {}, [shape], modes, args.budget,
+                                     do_bench, lambda r: None, [op], [None])
+                for row in got:
+                    row["scan_bk"] = bk
+                    if bk != bks[0]:          # the peer timed once, at the first width, on the same inputs
+                        same = [r for r in rows if (r["op"], r["shape"], r["mode"], r["scan_bk"])
+                                == (row["op"], row["shape"], row["mode"], bks[0])]
+                        first = same[0] if same else {}
+                        row.update({k: v for k, v in first.items() if k.startswith("fla_") or k == "note"})
+                        if row.get("flexla_ms") and row.get("fla_ms"):
+                            row["speedup"] = round(row["fla_ms"] / row["flexla_ms"], 3)
+                rows += got
+    for d in {Path(os.environ["OUT"])} if args.dry else {Path(os.environ.get("OUT", Path(__file__).parent)), Path(__file__).parent}:
+        (d / f"results{args.tag}.json").write_text(json.dumps(rows, indent=1))
+    print(f"{'op':24s} {'shape':22s} {'mode':6s} {'FLA':>7s} " + " ".join(f"{'BK ' + str(b):>8s}" for b in bks))
+    for key in dict.fromkeys((r["op"], tuple(r["shape"]), r["mode"]) for r in rows):
+        at = {r["scan_bk"]: r for r in rows if (r["op"], tuple(r["shape"]), r["mode"]) == key}
+        fla_ms = next((r.get("fla_ms") for r in at.values() if r.get("fla_ms")), None)
+        cells = " ".join(f"{at[b]['flexla_ms']:8.3f}" if b in at and at[b].get("flexla_ms") else f"{'-':>8s}" for b in bks)
+        print(f"{key[0]:24s} {str(key[1]):22s} {key[2]:6s} {fla_ms or float('nan'):7.3f} {cells}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
