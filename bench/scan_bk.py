@@ -42,15 +42,14 @@ def main():
     else:
         from triton.testing import do_bench
         device, dtype, shapes = "cuda", torch.bfloat16, gpu_run.SHAPES[args.shapes]
-    children = [[sys.executable, gpu_run.__file__, "--warm-one", op, "--shapes", args.shapes, "--modes", args.modes,
-                 "--fla-ops", ""] + (["--dry"] if args.dry else []) for bk in bks for op in ops]
-    envs = [bk for bk in bks for _ in ops]
-    gpu_run.log(f"compiling {len(children)} (op, width) pairs")
-    outs = gpu_run.in_parallel([["env", f"FLEXLA_SCAN_BK={bk}"] + c for bk, c in zip(envs, children)],
-                               len(children), args.warm_s)
-    for cmd, out in zip(children, outs):
+    pairs = [(op, bk) for bk in bks for op in ops]
+    gpu_run.log(f"compiling {len(pairs)} (op, width) pairs")
+    outs = gpu_run.in_parallel([["env", f"FLEXLA_SCAN_BK={bk}", sys.executable, gpu_run.__file__, "--warm-one", op,
+                                 "--shapes", args.shapes, "--modes", args.modes, "--fla-ops", ""]
+                                + (["--dry"] if args.dry else []) for op, bk in pairs], len(pairs), args.warm_s)
+    for (op, bk), out in zip(pairs, outs):
         if out.returncode:
-            gpu_run.log(f"compiling {cmd[3]} stopped ({out.returncode}): {out.stderr[-400:]}")
+            gpu_run.log(f"compiling {op} at {bk} stopped ({out.returncode}): {out.stderr[-400:]}")
     fla = {} if args.dry else {k: f for k, f in gpu_run.load_fla().items() if k in args.fla_ops.split(",")}
     rows = []
     for shape in shapes:                      # the widths one after the other per row: a budget cut
