@@ -37,7 +37,8 @@ SHARED_LIMIT = 232448       # bytes of shared memory per block on an H100 / H200
 # --grad-bk=64 (the gradient kernels that may split K, META k_split_grads, in slices of 64),
 # --grad-bv=64 (the gradient kernels that walk V in a loop, META v_loop_grads, in slices of 64),
 # --early-loads=1 (the output kernel with every load at the top: its tuned EARLY_LOADS knob);
-# chunk_output_k_loop walks K in slices of 64, as the launcher has it (OUTPUT_LOOP_BK)
+# chunk_output_k_loop and the prep kernels that walk K (*_prep_k_loop) take K in slices of 64, as
+# the launcher has it (OUTPUT_LOOP_BK, PREP_LOOP_BK)
 DEFAULTS = dict(chunk=64, warps=4, stages=1, k=128, v=128, arch=90, tail=0, fixup=0, scan_bk=0, grad_bk=0,
                 grad_bv=0, early_loads=0)
 SCANS = ("chunk_states", "bwd_states")
@@ -56,7 +57,7 @@ def constants(split: bool, gated: bool, scan: bool, o: dict, k_split: bool = Fal
 
 def splits_v(name: str, meta: dict) -> bool:
     """Whether the launcher splits V for this kernel (runtime/launch.py)."""
-    if name.startswith("bwd_grads") or name in ("bwd", "chunk_prep", "bwd_prep", "chunk_output", "chunk_output_k_loop"):
+    if name.startswith(("bwd_grads", "chunk_prep", "bwd_prep")) or name in ("bwd", "chunk_output", "chunk_output_k_loop"):
         return False
     return meta["bwd_v_split"] if name == "bwd_states" else meta["v_split"]
 
@@ -106,7 +107,7 @@ def compile_module(path: str, o: dict, only: set | None = None, dump: str | None
             continue
         consts = constants(splits_v(name, mod.META), name in mod.META["gated_kernels"], name in SCANS, o,
                            name in mod.META.get("k_split_grads", ()), name in mod.META.get("v_loop_grads", ()),
-                           name == "chunk_output_k_loop")
+                           name.endswith("_k_loop"))
         buffers = buffer_types(mod.META, name.startswith("bwd"))
         sig = {a: "constexpr" if a in consts else SCALARS.get(a, pointer_type(a, buffers)) for a in fn.arg_names}
         t0 = time.time()

@@ -34,11 +34,13 @@ def test_gpu_run_resume_times_only_the_missing_rows(tmp_path):
     assert after[0] == before[0]           # kept as it was, not timed again
 
 
-def test_scan_bk_dry_times_each_width(tmp_path):
-    """bench/scan_bk.py (the A/B of the scans' narrowest K slice) runs and writes one row per width."""
+def test_ab_launch_dry_times_each_value(tmp_path):
+    """bench/ab_launch.py (the A/B of a launcher's knob, here the scans' narrowest K slice) runs and
+    writes one row per value."""
     env = {**os.environ, "OUT": str(tmp_path)}
-    out = subprocess.run([sys.executable, str(ROOT / "bench" / "scan_bk.py"), "--dry", "--ops", "chunk_linear_attn",
-                          "--bks", "64,32", "--tag", "_ab"], capture_output=True, text=True, timeout=600, env=env)
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "ab_launch.py"), "--dry", "--ops", "chunk_linear_attn",
+                          "--knob", "SCAN_BK", "--values", "64,32", "--tag", "_ab"], capture_output=True, text=True,
+                         timeout=600, env=env)
     assert out.returncode == 0, out.stderr[-3000:]
     rows = json.loads((tmp_path / "results_ab.json").read_text())
     assert [(r["op"], r["scan_bk"]) for r in rows] == [("chunk_linear_attn", 64), ("chunk_linear_attn", 32)]

@@ -12,15 +12,20 @@ from ..frontend.states import State
 from ..ir import Graph, Op
 from ..ir.ops import GATED
 from ..passes.partition import KernelPlan
-from ..passes.tiling import FIRST_K_SLICE, KSlices, k_loop, k_slices, v_loop
+from ..passes.tiling import FIRST_K_SLICE, KSlices, k_loop, k_slices, prep_k_walks, v_loop
 from .lower import block, lines, named_lines, var
 
 TEMPLATES = {"fused_fwd": "fused.py.jinja", "chunk_prep": "prep.py.jinja", "chunk_states": "chunk_states.py.jinja",
              "chunk_output": "chunk_output.py.jinja", "bwd": "backward.py.jinja", "bwd_prep": "prep.py.jinja",
              "bwd_states": "backward_states.py.jinja", "bwd_grads": "backward_grads.py.jinja",
-             "chunk_output_k_loop": "chunk_output_k_loop.py.jinja"}
+             "chunk_output_k_loop": "chunk_output_k_loop.py.jinja", "chunk_prep_k_loop": "prep.py.jinja",
+             "bwd_prep_k_loop": "prep.py.jinja"}
 # one chunk a program, no loop over chunks
-PER_CHUNK = {"chunk_prep", "chunk_output", "chunk_output_k_loop", "bwd_prep", "bwd_grads"}
+PER_CHUNK = {"chunk_prep", "chunk_output", "chunk_output_k_loop", "bwd_prep", "bwd_grads", "chunk_prep_k_loop",
+             "bwd_prep_k_loop"}
+# the kernels that walk an axis in slices, and how (passes/tiling.py)
+WALKS = {"bwd_grads": v_loop, "chunk_output_k_loop": k_loop, "chunk_prep_k_loop": prep_k_walks,
+         "bwd_prep_k_loop": prep_k_walks}
 FORWARD_CARRY = {"fused_fwd", "chunk_states"}     # these carry the states through the chunk loop
 BACKWARD_CARRY = {"bwd", "bwd_states"}            # these carry the state gradients
 BLOCKS = {"KV": "[BK, BV]", "K": "[BK]", "V": "[BV]"}  # the Triton block of a state, by shape code
@@ -178,23 +183,38 @@ class KernelSource:
     k_split: bool = False  # a gradient kernel whose programs may own K slices (passes/tiling.k_slices)
     k_parts: tuple = ()    # the extras' gradients each K slice adds a part of
     v_loop: "LoopSource | None" = None    # a gradient kernel walking V in slices (passes/tiling.v_loop)
-    k_loop: "LoopSource | None" = None    # an output kernel walking K in slices (passes/tiling.k_loop)
+    k_loop: "LoopSource | None" = None    # an output or prep kernel walking K in slices (passes/tiling.py)
     # the output kernel's loads sit both at the top (`loads`) and at first use (in `phases`), and its
     # EARLY_LOADS constexpr, a tuned knob (runtime/tuning.OUTPUT_CANDIDATES), keeps one of the two
     early_loads: bool = False
 
 
 @dataclass
-class LoopSource:
-    """A kernel's lines (and loads at first use: _at_first_use) and stores before, in and after its
-    loop over the slices of one axis; `sums`: (variable, block) of each contraction over the axis
-    the loop adds up."""
+class WalkSource:
+    """One walk over the slices of an axis: its lines (with loads at first use: _at_first_use)
+    before the loop, the loop's body, `sums`: (variable, block) of each contraction over the axis
+    the loop adds up, and the stores of what the body computes (once: in the first walk that does)."""
     before: list
     body: list
-    after: list
     sums: list
     body_stores: list
+
+
+@dataclass
+class LoopSource:
+    """A kernel's walks over the slices of one axis (passes/tiling.walks_over), then its lines and
+    stores after them."""
+    walks: list
+    after: list
     after_stores: list
+
+    @property
+    def before(self) -> list:
+        return self.walks[0].before
+
+    @property
+    def body(self) -> list:
+        return [x for w in self.walks for x in w.body]
 
 
 def _carries(plan: KernelPlan, states: list[State]) -> list[Carry]:
@@ -235,7 +255,7 @@ def kernel_source(plan: KernelPlan, extras: list[Extra], states: list[State], di
         added = _added_to_products(g)
         loads = [replace(a, added_to_product=a.kind == "chunk_tile" and a.var in added) for a in loads]
     names = [n for p in phases.values() for n in p]     # a looping kernel has one phase (the output kernel two)
-    loop = {"bwd_grads": v_loop, "chunk_output_k_loop": k_loop}.get(plan.role, lambda g: None)(g)
+    loop = WALKS[plan.role](g) if plan.role in WALKS else None
     early_loads = plan.role == "chunk_output"
     per_chunk = plan.role in PER_CHUNK and not loop
     if per_chunk:      # outputs computed early, loads at first use (_at_first_use)
@@ -255,7 +275,7 @@ def kernel_source(plan: KernelPlan, extras: list[Extra], states: list[State], di
                         carries, gated, k_split,
                         tuple(sorted(r[2:] for r in parts if r.startswith("d_"))) if k_split else (),
                         v_loop=looped if plan.role == "bwd_grads" else None, early_loads=early_loads,
-                        k_loop=looped if plan.role == "chunk_output_k_loop" else None)
+                        k_loop=looped if plan.role != "bwd_grads" else None)
 
 
 def _added_to_products(g: Graph) -> set[str]:
@@ -276,18 +296,29 @@ def _added_to_products(g: Graph) -> set[str]:
 
 
 def _loop_source(g: Graph, loop, loads: list, names: list, stores: list) -> LoopSource:
-    """Loads, lines and stores of a kernel's phases (`names`), split around its loop over the
-    slices of one axis."""
-    where = {n: part for part in ("before", "body", "after") for n in getattr(loop, part)}
-    where_var = {var(n): p for n, p in where.items()}
-    part = lambda p: [n for n in names if where[n] == p]
-    loads_in = lambda p: [a for a in loads if where_var[a.var] == p]
-    in_body = {var(n) for n in loop.body if n not in loop.sums}     # a sum is stored once it is whole
-    # the loop's own loads stay at the top of each step: there they are all in flight at once
-    return LoopSource(_at_first_use(g, part("before"), loads_in("before")), loads_in("body") + lines(g, part("body")),
-                       _at_first_use(g, part("after"), loads_in("after")),
-                       [(var(n), block(g[n].shape)) for n in loop.sums],
-                       [(a, v) for a, v in stores if v in in_body], [(a, v) for a, v in stores if v not in in_body])
+    """Loads, lines and stores of a kernel's phases (`names`), split around its walks over the
+    slices of one axis. A whole value is stored at the end of the stretch that computes it (a sum:
+    after its walk), a slice's lanes at the end of the first walk that computes them."""
+    part = lambda nodes: [n for n in names if n in set(nodes)]       # in the phases' order
+    segments = [w.before for w in loop.walks] + [loop.after]
+    segment_of = {var(n): i for i, seg in enumerate(segments) for n in seg}
+    segment_of.update({var(s): i + 1 for i, w in enumerate(loop.walks) for s in w.sums})
+    walk_of = {var(n): loop.stored_in(n) for w in loop.walks for n in w.body}
+    whole_stores = lambda i: [(a, v) for a, v in stores if walk_of.get(v) is None and segment_of.get(v, 0) == i]
+    walks = []
+    for i, w in enumerate(loop.walks):
+        before = part(w.before)
+        # the loop's own loads stay at the top of each step: there they are all in flight at once
+        body_loads = [a for a in loads if any(a.var == var(n) for n in w.body)]
+        before_loads = [a for a in loads if segment_of.get(a.var) == i and a not in body_loads]
+        walks.append(WalkSource(_at_first_use(g, before, before_loads) + [Store(a, v) for a, v in whole_stores(i)],
+                                body_loads + lines(g, part(w.body)),
+                                [(var(s), block(g[s].shape)) for s in w.sums],
+                                [(a, v) for a, v in stores if walk_of.get(v) == i]))
+    last = len(loop.walks)
+    after_loads = [a for a in loads if segment_of.get(a.var) == last]
+    return LoopSource(walks, _at_first_use(g, part(loop.after), after_loads),
+                      whole_stores(last))
 
 
 def _outputs_early(g: Graph, names: list) -> list:

@@ -35,7 +35,7 @@ from ..ir import C, V, Graph, Op
 from ..ir.graph import Node
 from .cost import flops, numel
 from .split_by_output import output_groups
-from .tiling import k_loop, k_phases, k_split_blocker, mixes, read_back
+from .tiling import k_loop, k_phases, k_split_blocker, mixes, prep_k_walks, read_back
 
 MACHINE_BALANCE = 180          # flop per byte: 750 TFLOP/s over 4.2 TB/s
 
@@ -176,6 +176,8 @@ def stage(graph: Graph, scan: Graph, other: Graph, prep_name: str, also: list[st
     staged += [n for n in also if n not in staged]
     prep = graph.subgraph({f"stage:{n}": n for n in staged})
     plans = {prep_name: KernelPlan(prep_name, prep, {"intra": _body(prep)})} if staged else {}
+    if staged and prep_k_walks(prep):      # the same prep walking K in slices: the launcher takes it for wide K
+        plans[f"{prep_name}_k_loop"] = KernelPlan(f"{prep_name}_k_loop", prep, {"intra": _body(prep)})
     return plans, read_back(scan, read), read_back(other, read + written), staged + written
 
 

@@ -208,56 +208,105 @@ def read_back(graph: Graph, names) -> Graph:
 
 
 @dataclass(frozen=True)
-class Loop:
-    """A kernel walking one axis in slices: `before` the loop (no lanes of the axis, needed in it),
-    the loop's `body` (a slice's lanes; `sums` among them, contractions over the axis added up
-    across slices), `after` it (what depends on the sums, and what only that needs). Node names,
-    in graph order."""
+class Walk:
+    """One walk over an axis's slices: `before` it, the nodes without the axis's lanes that it (or
+    what follows) needs first here; its `body`, the nodes with a slice's lanes (again from the
+    slice's own loads where an earlier walk had them too) and its `sums`, contractions over the
+    axis added up across slices. Node names, in graph order."""
     before: tuple
     body: tuple
     sums: tuple
+
+
+@dataclass(frozen=True)
+class Walks:
+    """A kernel walking one axis in slices, once or several times: a walk's sums are whole only
+    after it, so lanes that depend on them take another walk (KDA's prep: the keys' gated scores
+    add up over K, their inverse follows, then w = T^-1 (beta k e^g) walks K again). `after`: what
+    depends on the last sums, and what nothing in a walk needs."""
+    walks: tuple
     after: tuple
 
+    @property
+    def sums(self) -> tuple:
+        return tuple(s for w in self.walks for s in w.sums)
 
-def loop_over(graph: Graph, axis) -> Loop | None:
-    """None where a slice would need another's lanes (a node mixing the axis's lanes, or one with
-    its lanes that depends on a sum), or where nothing contracts over the axis (then programs may
-    split it instead)."""
-    kind = {}
-    for n in graph.nodes:
-        ins = [kind[i] for i in n.inputs]
-        summed = "sum" in ins or "after" in ins
+    def stored_in(self, name: str) -> int | None:
+        """The walk whose body first computes `name` (its store goes there), or None."""
+        return next((i for i, w in enumerate(self.walks) if name in w.body and name not in w.sums), None)
+
+
+CONTRACTIONS = (Op.MM, Op.SUM)
+
+
+def walks_over(graph: Graph, axis, contractions=CONTRACTIONS) -> Walks | None:
+    """None where a slice would need another's lanes (a node mixing the axis's lanes other than one
+    of `contractions` over it), or where nothing has the axis's lanes. Dead nodes are left out."""
+    live = graph.ancestors(graph.outputs.values())
+    nodes = [n for n in graph.nodes if n.name in live]
+    kind, ready = {}, {}      # ready: the walk that computes a node, or the walks before a whole one
+    for n in nodes:
+        ready[n.name] = max((ready[i] + (kind[i] == "sum") for i in n.inputs), default=0)
         if axis in n.shape:
-            if summed or mixes(graph, n, axis):
+            if mixes(graph, n, axis):
                 return None
             kind[n.name] = "body"
-        elif "body" in ins:
-            if summed or n.op not in (Op.MM, Op.SUM):     # only a contraction over the axis leaves the loop
+        elif any(kind[i] == "body" for i in n.inputs):
+            if n.op not in contractions or not mixes(graph, n, axis):
                 return None
             kind[n.name] = "sum"
         else:
-            kind[n.name] = "after" if summed else "whole"
-    needed = set()                                         # whole nodes the loop reads
-    for n in reversed(graph.nodes):
-        if kind[n.name] in ("body", "sum") or n.name in needed:
-            needed.update(i for i in n.inputs if kind[i] == "whole")
-    of = lambda *kinds: tuple(n.name for n in graph.nodes if kind[n.name] in kinds)
-    if not of("sum"):
+            kind[n.name] = "whole"
+    outputs, readers = set(graph.outputs.values()), {n.name: [] for n in nodes}
+    for u in nodes:
+        for i in set(u.inputs):
+            readers[i].append(u.name)
+    walks_of = {}      # a walked node: the walks that need it (lanes: recomputed in each from its loads)
+    for n in reversed(nodes):
+        if kind[n.name] != "whole":
+            walks_of[n.name] = set().union({ready[n.name]} if kind[n.name] == "sum" or n.name in outputs else set(),
+                                           *(walks_of[u] for u in readers[n.name] if u in walks_of))
+    walks_of = {n: w for n, w in walks_of.items() if w}
+    if not walks_of:
         return None
-    return Loop(tuple(n for n in of("whole") if n in needed), of("body", "sum"), of("sum"),
-                tuple(n.name for n in graph.nodes if kind[n.name] == "after" or
-                      (kind[n.name] == "whole" and n.name not in needed)))
+    count = 1 + max(max(w) for w in walks_of.values())
+    place = {}                              # a whole node: before the first walk that needs it
+    for n in reversed(nodes):
+        if kind[n.name] == "whole":
+            place[n.name] = min([place[u] if kind[u] == "whole" else min(walks_of.get(u, {count}))
+                                 for u in readers[n.name]], default=count)
+    in_order = lambda names: tuple(n.name for n in nodes if n.name in names)
+    body = lambda w: {n for n, ws in walks_of.items() if w in ws}
+    walks = tuple(Walk(in_order({n for n, p in place.items() if p == w}), in_order(body(w)),
+                       in_order({n for n in body(w) if kind[n] == "sum"})) for w in range(count))
+    return Walks(walks, in_order({n for n, p in place.items() if p == count}))
 
 
-def v_loop(graph: Graph) -> Loop | None:
+def loop_over(graph: Graph, axis) -> Walks | None:
+    """One walk, where it adds up a contraction over the axis (otherwise programs may split the
+    axis instead)."""
+    walks = walks_over(graph, axis)
+    return walks if walks and len(walks.walks) == 1 and walks.sums else None
+
+
+def v_loop(graph: Graph) -> Walks | None:
     """A gradient kernel's loop over V (dq and dk sum over V)."""
     return loop_over(graph, V)
 
 
-def k_loop(graph: Graph) -> Loop | None:
+def k_loop(graph: Graph) -> Walks | None:
     """An output kernel's loop over K (q k^T and q S sum over K): at K = 256 a program then holds
     [C, BK] slices of q and k rather than whole [C, 256] tiles, as FLA's output kernels do."""
     return loop_over(graph, K)
+
+
+def prep_k_walks(graph: Graph) -> Walks | None:
+    """A prep kernel's walks over K, where it contracts over K (scores, gated ones too: their
+    products factor per key column, so slices add up): at K = 256 its [C, K] tiles of keys, gates
+    and their products would not fit one program's registers (KDA's forward prep: 2.7 KB of
+    spills a thread on sm_90), and FLA's KDA prep walks K in slices the same way."""
+    walks = walks_over(graph, K, CONTRACTIONS + (Op.GATED_SCORES,))
+    return walks if walks and walks.sums else None
 
 
 def _described(n: Node) -> str:

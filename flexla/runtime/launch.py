@@ -48,6 +48,13 @@ NARROW_TILES = os.environ.get("FLEXLA_NARROW_TILES", "") not in ("", "0")
 # (chunk_output_k_loop) is among the forward's ways too (forward_ways); FLA's output kernels take
 # K in slices of 64
 OUTPUT_LOOP_BK = int(os.environ.get("FLEXLA_OUTPUT_LOOP_BK", "64"))
+# a prep kernel that walks K (chunk_prep_k_loop, bwd_prep_k_loop: passes/tiling.prep_k_walks) is
+# timed against the one holding K whole where K is wider than PREP_K_LOOP_ABOVE, in slices of
+# PREP_LOOP_BK (run_prep). FLEXLA_PREP_K_LOOP=1 always takes it there, 0 never (A/B timings); -1,
+# the default, searches.
+PREP_K_LOOP_ABOVE = int(os.environ.get("FLEXLA_PREP_K_LOOP_ABOVE", "128"))
+PREP_K_LOOP = int(os.environ.get("FLEXLA_PREP_K_LOOP", "-1"))
+PREP_LOOP_BK = int(os.environ.get("FLEXLA_PREP_LOOP_BK", "64"))
 # a gradient kernel that has two phases on slices of K (the compiler's k_phase_grads,
 # passes/tiling.k_phases: KDA's) runs as those where K is wider than this: whole, its V loop
 # carries [C, K] sums of K = 256 (sm_90: 13 KB of spills a thread); FLEXLA_GRAD_K_PHASES_ABOVE
@@ -142,6 +149,7 @@ class Launch:
         self.meta = meta        # held, so that id(meta) in Launch.of's key stays this meta's
         self.variant, self.device = meta["variant"], q.device
         self.kernels: dict = {}
+        self.forms: dict = {}   # per prep kernel, the form run_prep's search took at this launch's shape
         self.gated = set(meta["gated_kernels"])
         self.B, self.T, HQK, self.K = q.shape
         self.H, self.V = v.shape[2], v.shape[-1]          # q and k may have fewer heads (GQA)
@@ -527,11 +535,44 @@ def has_prep(meta) -> bool:
     return len(meta["staged"]) > len(meta["scan_staged"])
 
 
+def run_prep(compiled, q, v, chunk_size, scale, L: Launch, name: str, ptrs):
+    """A prep kernel, with all of V in one program (its tiles are stored whole). Where K is wider
+    than PREP_K_LOOP_ABOVE and it has a form walking K (`<name>_k_loop`), the faster of the two,
+    timed once per device, module and shape bucket (runtime/tuning.search): H200, (2, 4096, 8, 256),
+    run 186, flexla alone: KDA's forward 0.633 -> 0.588 ms and forward + backward 3.52 -> 2.97 with
+    it (its whole preps spill 2.7 and 6.0 KB a thread at 4 warps on sm_90), while the delta rules'
+    were 1-3% slower (theirs do not spill at 8 warps)."""
+    walking = f"{name}_k_loop"
+    forms = [name] + [walking] * (L.K > PREP_K_LOOP_ABOVE and walking in compiled.meta["kernels"] and PREP_K_LOOP != 0)
+    if PREP_K_LOOP == 1:
+        forms = forms[-1:]
+
+    def launch_form(form):
+        prep = whole_v(compiled, q, v, chunk_size, scale, L) if form == name else Launch.of(
+            compiled.meta, q, v, chunk_size, scale, L.consts["USE_H0"], L.consts["USE_HT"], v_split=False,
+            k_split=min(PREP_LOOP_BK, L.consts["BK"]))
+        prep.run(getattr(compiled.module, form), (L.NT, 1, L.B * L.H), ptrs)
+    if len(forms) == 1:
+        return launch_form(forms[0])
+    if (name, tuning.tune_mode()) in L.forms:
+        return launch_form(L.forms[name, tuning.tune_mode()])
+    key = None if q.device.type != "cuda" else "|".join(
+        [device_name(q.device), triton.__version__, compiled.key, f"{name} walking K",
+         tuning.bucket(name, L.consts, (L.NT, 1, L.B * L.H))])
+    if precompile.recording():        # a dry run: note the launches of each form the search will time
+        for form in tuning.to_search(key, forms):
+            launch_form(form)
+        return
+    form = L.forms[name, tuning.tune_mode()] = tuning.search(key, forms, launch_form, unit="K whole or walked",
+                                                             what=f"{compiled.meta['variant']} {name}")
+    launch_form(form)
+
+
 def scan_states(compiled, q, v, chunk_size, scale, L: Launch, ptrs, prep: bool):
     """The chunk-parallel prep kernel (when `prep`: it has tensors to stage and they are not
     written yet), then the sequential state scan."""
     if prep:
-        whole_v(compiled, q, v, chunk_size, scale, L).run(compiled.module.chunk_prep, (L.NT, 1, L.B * L.H), ptrs)
+        run_prep(compiled, q, v, chunk_size, scale, L, "chunk_prep", ptrs)
     scan = scan_launch(compiled, q, v, chunk_size, scale, L.consts["USE_H0"], L.consts["USE_HT"], "forward")
     scan.run(compiled.module.chunk_states, (scan.NK * scan.NV, L.B * L.H), ptrs)
 
@@ -543,7 +584,7 @@ def scan_launch(compiled, q, v, chunk_size, scale, use_h0, use_ht, direction: st
     then split too, into the fewest slices (down to SCAN_BK wide) that give every SM a program:
     more programs, each with a smaller step (FLA's state kernels tile K and V in 64s). Slices of 32
     passed the GPU check and were 1-2% slower than 64 in the forward of six such ops at (2, 8192)
-    and (1, 32768) with 16 heads (run 181, H200, bench/scan_bk.py). A scan that cannot split K
+    and (1, 32768) with 16 heads (run 181, H200, bench/ab_launch.py --knob SCAN_BK). A scan that cannot split K
     (the delta rules', KDA's) narrows its V slices the same way instead, down to SCAN_BV (32, as
     FLA's do at few heads): run 145 (H200), the delta rule at (1, 32768, 16, 128) 1.36 -> 1.12 ms
     forward, 6.19 -> 5.33 fwd+bwd. Such slices are narrower than the 64 other kernels keep
@@ -659,12 +700,12 @@ def _backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_t
         L.run(compiled.module.bwd, (1, B * H), ptrs)
     else:
         if compiled.meta["bwd_stages_forward"]:   # one prep kernel stages for both scans
-            L.run(compiled.module.bwd_prep, (NT, 1, B * H), ptrs)
+            run_prep(compiled, q, v, chunk_size, scale, L, "bwd_prep", ptrs)
             recompute([staged[i] if i is not None else None for i in compiled.meta["bwd_stages_forward"]])
         else:
             recompute()
             if "bwd_prep" in compiled.meta["kernels"]:
-                L.run(compiled.module.bwd_prep, (NT, 1, B * H), ptrs)
+                run_prep(compiled, q, v, chunk_size, scale, L, "bwd_prep", ptrs)
         scan = scan_launch(compiled, q, v, chunk_size, scale, h0s is not None, dhts is not None, "backward")
         scan.run(compiled.module.bwd_states, (scan.NK * scan.NV, B * H), ptrs)
         for name in (n for g in grads for n in phased.get(g, [g])):

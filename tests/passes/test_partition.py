@@ -161,7 +161,10 @@ def _delta_rule_forward():
 def test_state_kernel_reads_staged_tensors_instead_of_computing_them():
     graph, T = _delta_rule_forward()
     plans = partition_forward(graph)
-    assert list(plans) == ["fused_fwd", "chunk_prep", "chunk_states", "chunk_output", "chunk_output_k_loop"]
+    # its prep contracts K (the keys' scores): the same prep walking K comes with it (tiling.prep_k_walks)
+    assert list(plans) == ["fused_fwd", "chunk_prep", "chunk_prep_k_loop", "chunk_states", "chunk_output",
+                           "chunk_output_k_loop"]
+    assert plans["chunk_prep_k_loop"].graph is plans["chunk_prep"].graph
     prep, states, output = (plans[k].graph for k in ("chunk_prep", "chunk_states", "chunk_output"))
     assert prep.outputs == {"stage:w": "w", "stage:u": "u"} and T in prep
     for g in (states, output):
@@ -204,7 +207,7 @@ def test_a_state_sized_candidate_stages_its_operands():
     scan = b.build(dS=dS_prev).replace(states=["dS_next"])
     assert staged_tensors(scan) == ["Ado"]
     plans = partition_backward(scan)
-    assert list(plans) == ["bwd", "bwd_prep", "bwd_states", "bwd_grads"]
+    assert list(plans) == ["bwd", "bwd_prep", "bwd_prep_k_loop", "bwd_states", "bwd_grads"]   # k q^T sums over K
     assert plans["bwd_states"].graph["Ado"].op is Op.INPUT
 
 

@@ -2,8 +2,8 @@ import pytest
 from graphs import GraphBuilder, expr, simple_gla_forward
 
 from flexla.ir import C, K, V, Op, verify
-from flexla.passes.tiling import (FIRST_K_SLICE, k_loop, k_phases, k_slices, k_split_blocker, tile, v_loop,
-                                  v_split_blocker)
+from flexla.passes.tiling import (FIRST_K_SLICE, k_loop, k_phases, k_slices, k_split_blocker, prep_k_walks, tile,
+                                  v_loop, v_split_blocker)
 
 
 def _separable():
@@ -204,8 +204,9 @@ def test_v_loop_adds_up_contractions_over_v_and_finishes_after():
     qs = b.add(Op.MUL, b.input("q2", (C, K)), b.const(2.0), name="qs")
     loop = v_loop(b.build(dq=b.add(Op.ADD, dq, qs), d_g=d_g, dv=dv))
     assert loop.sums == ("dq", "dov")
-    assert {"dv", "do", "S", "v"} <= set(loop.body) and "beta" in loop.before
-    assert {"qdq", "qs", "q2"} <= set(loop.after) and not set(loop.after) & set(loop.body)
+    (walk,) = loop.walks
+    assert {"dv", "do", "S", "v"} <= set(walk.body) and "beta" in walk.before
+    assert {"qdq", "qs", "q2"} <= set(loop.after) and not set(loop.after) & set(walk.body)
 
 
 def test_what_a_slice_cannot_compute_alone_blocks_the_v_loop():
@@ -230,7 +231,7 @@ def test_k_loop_adds_up_the_output_kernels_contractions_over_k():
     b, o = _linear_attention_output()
     loop = k_loop(b.build(o=o))
     assert set(loop.sums) == {"scores", "inter"}
-    assert {"q", "k", "S"} <= set(loop.body) and "v" in loop.after and "intra" in loop.after
+    assert {"q", "k", "S"} <= set(loop.walks[0].body) and "v" in loop.after and "intra" in loop.after
 
 
 def test_what_a_k_slice_cannot_compute_alone_blocks_the_k_loop():
@@ -239,3 +240,38 @@ def test_what_a_k_slice_cannot_compute_alone_blocks_the_k_loop():
     assert k_loop(b.build(o=o, x=b.add(Op.CUMSUM, k, dim=1))) is None                   # mixes K lanes
     b, o = _linear_attention_output()
     assert k_loop(b.build(o=b.add(Op.MM, b.add(Op.EXP, o), b.input("S2", (V, K))))) is None   # a sum used in K lanes
+
+
+def _kda_prep():
+    """KDA's prep: T = I + tril(gated_scores(k beta, k, g)) adds up over K; its inverse; then
+    w = T^-1 (k e^g beta) has K lanes again, u = T^-1 (v beta) has V lanes; the decayed keys only
+    need the gates."""
+    b = GraphBuilder()
+    k, g, v, beta = b.input("k", (C, K)), b.input("g", (C, K)), b.input("v", (C, V)), b.input("beta", (C, 1))
+    kb = b.add(Op.MUL, k, beta, name="kb")
+    scores = b.add(Op.GATED_SCORES, kb, k, g, name="scores")
+    inv = b.add(Op.TRIINV, b.add(Op.TRIL, scores, diagonal=-1, name="low"), upper=False, unit=True, name="inv")
+    kg = b.add(Op.MUL, b.add(Op.MUL, k, b.add(Op.EXP, g, name="eg"), name="ke"), beta, name="keb")
+    w, u = b.add(Op.MM, inv, kg, name="w"), b.add(Op.MM, inv, b.add(Op.MUL, v, beta, name="vb"), name="u")
+    return b, w, u, b.add(Op.MUL, k, b.add(Op.EXP, b.add(Op.NEG, g)), name="kdec")
+
+
+def test_prep_walks_k_again_for_lanes_that_need_a_sum():
+    b, w, u, kdec = _kda_prep()
+    walks = prep_k_walks(b.build(w=w, u=u, kdec=kdec))
+    first, second = walks.walks
+    assert first.sums == ("scores",) and second.sums == ()
+    assert {"k", "g", "kb", "kdec"} <= set(first.body) and not {"eg", "ke", "w"} & set(first.body)
+    assert {"k", "g", "eg", "ke", "keb", "w"} <= set(second.body)         # k and g read again
+    assert {"low", "inv"} <= set(second.before) and "beta" in first.before
+    assert {"vb", "u", "v"} <= set(walks.after)
+    assert (walks.stored_in("kdec"), walks.stored_in("w"), walks.stored_in("k")) == (0, 1, 0)
+    # one walk only where nothing after a sum has K lanes; none without a contraction over K
+    assert len(prep_k_walks(b.build(u=u, kdec=kdec)).walks) == 1
+    assert prep_k_walks(b.build(kdec=kdec)) is None
+    assert k_loop(b.build(w=w)) is None              # the output kernel's loop: one walk, no gated sums
+
+
+def test_what_mixes_k_lanes_blocks_the_prep_walks():
+    b, w, u, kdec = _kda_prep()
+    assert prep_k_walks(b.build(w=w, x=b.add(Op.CUMSUM, kdec, dim=1))) is None
