@@ -38,17 +38,18 @@ SHARED_LIMIT = 232448       # bytes of shared memory per block on an H100 / H200
 # --grad-bv=64 (the gradient kernels that walk V in a loop, META v_loop_grads, in slices of 64),
 # --early-loads=1 (the output kernel with every load at the top: its tuned EARLY_LOADS knob);
 # chunk_output_k_loop and the prep kernels that walk K (*_prep_k_loop) take K in slices of 64, as
-# the launcher has it (OUTPUT_LOOP_BK, PREP_LOOP_BK)
+# the launcher has it (OUTPUT_LOOP_BK, PREP_LOOP_BK), and V too where such a prep walks V
 DEFAULTS = dict(chunk=64, warps=4, stages=1, k=128, v=128, arch=90, tail=0, fixup=0, scan_bk=0, grad_bk=0,
                 grad_bv=0, early_loads=0)
 SCANS = ("chunk_states", "bwd_states")
 
 
 def constants(split: bool, gated: bool, scan: bool, o: dict, k_split: bool = False, v_loop: bool = False,
-              k_loop: bool = False) -> dict:
+              k_loop: bool = False, walks_v: bool = False) -> dict:
     bk = o["scan_bk"] if scan else o["grad_bk"] if k_split else 64 if k_loop else 0
     return dict(K=o["k"], V=o["v"], BC=o["chunk"], BK=min(o["k"], bk or o["k"]),
-                BV=o["v"] // 2 if split else min(o["v"], o["grad_bv"] or o["v"]) if v_loop else o["v"],
+                BV=o["v"] // 2 if split else min(o["v"], o["grad_bv"] or o["v"]) if v_loop else
+                min(o["v"], 64) if walks_v else o["v"],
                 MASK_C=bool(o["tail"]), MASK_K=False, MASK_V=False, USE_H0=True, USE_HT=True,
                 GATES=(2 if o["fixup"] else 1) if gated else 0,
                 DOT_DTYPE=tl.bfloat16, DOT_PRECISION="tf32", EXP_DTYPE=tl.bfloat16, ACC=tl.float32,
@@ -107,7 +108,7 @@ def compile_module(path: str, o: dict, only: set | None = None, dump: str | None
             continue
         consts = constants(splits_v(name, mod.META), name in mod.META["gated_kernels"], name in SCANS, o,
                            name in mod.META.get("k_split_grads", ()), name in mod.META.get("v_loop_grads", ()),
-                           name.endswith("_k_loop"))
+                           name.endswith("_k_loop"), name in mod.META.get("prep_walks_v", ()))
         buffers = buffer_types(mod.META, name.startswith("bwd"))
         sig = {a: "constexpr" if a in consts else SCALARS.get(a, pointer_type(a, buffers)) for a in fn.arg_names}
         t0 = time.time()

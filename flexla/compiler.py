@@ -172,6 +172,8 @@ def compile_variant(name: str, callbacks: dict, extras: list[Extra], states: lis
         # gradient kernels that walk V in slices inside each program (passes/tiling.v_loop: their
         # contractions over V add up across slices): the launcher picks the slice width
         "v_loop_grads": [k.name for k in kernels if k.v_loop],
+        # prep kernels whose last walk is over V (passes/tiling.prep_k_walks): launched in V slices
+        "prep_walks_v": [k.name for k in kernels if k.k_loop and k.k_loop.walks[-1].axis == "V"],
         "kernels": [k.name for k in kernels],
         # per-chunk kernels with gated products: the launcher runs each again as its fix-up pass
         "gated_kernels": [k.name for k in kernels if k.gated],

@@ -24,8 +24,9 @@ def _run(variant, inputs, states):
                                            ("delta_rule", {"chunk_prep_k_loop", "bwd_prep_k_loop"}),
                                            ("mlstm", {"bwd_prep_k_loop"})])
 def test_prep_walking_k_gives_the_same_results(name, walking, monkeypatch, rel):
-    """K = 40 in slices of 16: three, the last masked (16-wide tiles only on the interpreter)."""
-    K, V = 40, 16
+    """K = V = 40 in slices of 16: three, the last masked (16-wide tiles only on the interpreter);
+    KDA's and the delta rule's preps walk V too, after K (their [C, V] solve)."""
+    K, V = 40, 40
     (q, k, v), extras, h0 = random_inputs(name, 1, 37, 2, K, V)
     extras = extras_at_37(name, K, torch.Generator().manual_seed(1)) or extras
     if name in ("delta_rule", "kda"):
@@ -36,6 +37,8 @@ def test_prep_walking_k_gives_the_same_results(name, walking, monkeypatch, rel):
 
     def noting(self, kernel, grid, pointers):
         launched.append((kernel.__name__, self.consts["BK"]))
+        if kernel.__name__ in variant.compile().meta["prep_walks_v"]:
+            assert self.consts["BV"] == 16
         return real_run(self, kernel, grid, pointers)
     monkeypatch.setattr(launch.Launch, "run", noting)
     old = variant.schedule, variant.chunk_size
@@ -52,6 +55,8 @@ def test_prep_walking_k_gives_the_same_results(name, walking, monkeypatch, rel):
     finally:
         variant.schedule, variant.chunk_size = old
     assert {(n, 16) for n in walking} <= set(launched)
+    walks_v = set(variant.compile().meta["prep_walks_v"])
+    assert walks_v == (walking if name != "mlstm" else set())    # mLSTM's backward prep sums over V
     assert not {n for n, _ in launched} & {n.removesuffix("_k_loop") for n in walking}
     for a, b in zip(walked, whole):
         assert rel(a, b) < 1e-6

@@ -13,7 +13,7 @@ from ..ir import Graph, Op
 from ..ir.ops import GATED
 from ..passes.partition import KernelPlan
 from ..passes.tiling import FIRST_K_SLICE, KSlices, k_loop, k_slices, prep_k_walks, v_loop
-from .lower import block, lines, named_lines, var
+from .lower import block, dim_name, lines, named_lines, var
 
 TEMPLATES = {"fused_fwd": "fused.py.jinja", "chunk_prep": "prep.py.jinja", "chunk_states": "chunk_states.py.jinja",
              "chunk_output": "chunk_output.py.jinja", "bwd": "backward.py.jinja", "bwd_prep": "prep.py.jinja",
@@ -198,6 +198,7 @@ class WalkSource:
     body: list
     sums: list
     body_stores: list
+    axis: str = "K"
 
 
 @dataclass
@@ -314,7 +315,7 @@ def _loop_source(g: Graph, loop, loads: list, names: list, stores: list) -> Loop
         walks.append(WalkSource(_at_first_use(g, before, before_loads) + [Store(a, v) for a, v in whole_stores(i)],
                                 body_loads + lines(g, part(w.body)),
                                 [(var(s), block(g[s].shape)) for s in w.sums],
-                                [(a, v) for a, v in stores if walk_of.get(v) == i]))
+                                [(a, v) for a, v in stores if walk_of.get(v) == i], dim_name(w.axis)))
     last = len(loop.walks)
     after_loads = [a for a in loads if segment_of.get(a.var) == last]
     return LoopSource(walks, _at_first_use(g, part(loop.after), after_loads),

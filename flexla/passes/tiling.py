@@ -216,6 +216,7 @@ class Walk:
     before: tuple
     body: tuple
     sums: tuple
+    axis: object = K
 
 
 @dataclass(frozen=True)
@@ -278,7 +279,7 @@ def walks_over(graph: Graph, axis, contractions=CONTRACTIONS) -> Walks | None:
     in_order = lambda names: tuple(n.name for n in nodes if n.name in names)
     body = lambda w: {n for n, ws in walks_of.items() if w in ws}
     walks = tuple(Walk(in_order({n for n, p in place.items() if p == w}), in_order(body(w)),
-                       in_order({n for n in body(w) if kind[n] == "sum"})) for w in range(count))
+                       in_order({n for n in body(w) if kind[n] == "sum"}), axis) for w in range(count))
     return Walks(walks, in_order({n for n, p in place.items() if p == count}))
 
 
@@ -306,7 +307,20 @@ def prep_k_walks(graph: Graph) -> Walks | None:
     and their products would not fit one program's registers (KDA's forward prep: 2.7 KB of
     spills a thread on sm_90), and FLA's KDA prep walks K in slices the same way."""
     walks = walks_over(graph, K, CONTRACTIONS + (Op.GATED_SCORES,))
-    return walks if walks and walks.sums else None
+    return _then_walking_v(graph, walks) if walks and walks.sums else None
+
+
+def _then_walking_v(graph: Graph, walks: Walks) -> Walks:
+    """`walks` and, where every node with V lanes comes after them and none mixes V, one more walk
+    over V that adds nothing up (KDA's [C, V] solve u = T^-1 (beta v), whole at V = 256 a
+    [C, 256] fp32 tile of v and one of u at once)."""
+    v = walks_over(graph, V, contractions=())
+    if v is None or len(v.walks) != 1 or not set(v.walks[0].body) <= set(walks.after):
+        return walks
+    (walk,) = v.walks
+    before = tuple(n for n in walks.after if n in walk.before)
+    after = tuple(n for n in walks.after if n not in walk.body and n not in before)
+    return Walks(walks.walks + (Walk(before, walk.body, (), V),), after)
 
 
 def _described(n: Node) -> str:

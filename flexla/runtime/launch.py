@@ -50,7 +50,7 @@ NARROW_TILES = os.environ.get("FLEXLA_NARROW_TILES", "") not in ("", "0")
 OUTPUT_LOOP_BK = int(os.environ.get("FLEXLA_OUTPUT_LOOP_BK", "64"))
 # a prep kernel that walks K (chunk_prep_k_loop, bwd_prep_k_loop: passes/tiling.prep_k_walks) is
 # timed against the one holding K whole where K is wider than PREP_K_LOOP_ABOVE, in slices of
-# PREP_LOOP_BK (run_prep). FLEXLA_PREP_K_LOOP=1 always takes it there, 0 never (A/B timings); -1,
+# PREP_LOOP_BK (and V, where it walks V after K, too: run_prep). FLEXLA_PREP_K_LOOP=1 always takes it there, 0 never (A/B timings); -1,
 # the default, searches.
 PREP_K_LOOP_ABOVE = int(os.environ.get("FLEXLA_PREP_K_LOOP_ABOVE", "128"))
 PREP_K_LOOP = int(os.environ.get("FLEXLA_PREP_K_LOOP", "-1"))
@@ -541,16 +541,18 @@ def run_prep(compiled, q, v, chunk_size, scale, L: Launch, name: str, ptrs):
     timed once per device, module and shape bucket (runtime/tuning.search): H200, (2, 4096, 8, 256),
     run 186, flexla alone: KDA's forward 0.633 -> 0.588 ms and forward + backward 3.52 -> 2.97 with
     it (its whole preps spill 2.7 and 6.0 KB a thread at 4 warps on sm_90), while the delta rules'
-    were 1-3% slower (theirs do not spill at 8 warps)."""
+    were 1-3% slower (theirs do not spill at 8 warps); walking V too (run 188), the delta rules'
+    backward preps won (0.184 -> 0.158 ms, 0.257 -> 0.183), their forward preps still did not."""
     walking = f"{name}_k_loop"
     forms = [name] + [walking] * (L.K > PREP_K_LOOP_ABOVE and walking in compiled.meta["kernels"] and PREP_K_LOOP != 0)
     if PREP_K_LOOP == 1:
         forms = forms[-1:]
 
     def launch_form(form):
+        walks_v = form in compiled.meta["prep_walks_v"]
         prep = whole_v(compiled, q, v, chunk_size, scale, L) if form == name else Launch.of(
-            compiled.meta, q, v, chunk_size, scale, L.consts["USE_H0"], L.consts["USE_HT"], v_split=False,
-            k_split=min(PREP_LOOP_BK, L.consts["BK"]))
+            compiled.meta, q, v, chunk_size, scale, L.consts["USE_H0"], L.consts["USE_HT"], v_split=walks_v,
+            k_split=min(PREP_LOOP_BK, L.consts["BK"]), max_bv=PREP_LOOP_BK if walks_v else 64)
         prep.run(getattr(compiled.module, form), (L.NT, 1, L.B * L.H), ptrs)
     if len(forms) == 1:
         return launch_form(forms[0])

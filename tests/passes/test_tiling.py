@@ -259,16 +259,20 @@ def _kda_prep():
 def test_prep_walks_k_again_for_lanes_that_need_a_sum():
     b, w, u, kdec = _kda_prep()
     walks = prep_k_walks(b.build(w=w, u=u, kdec=kdec))
-    first, second = walks.walks
-    assert first.sums == ("scores",) and second.sums == ()
+    first, second, over_v = walks.walks
+    assert (first.axis, second.axis, over_v.axis) == (K, K, V)
+    assert first.sums == ("scores",) and second.sums == () == over_v.sums
     assert {"k", "g", "kb", "kdec"} <= set(first.body) and not {"eg", "ke", "w"} & set(first.body)
     assert {"k", "g", "eg", "ke", "keb", "w"} <= set(second.body)         # k and g read again
     assert {"low", "inv"} <= set(second.before) and "beta" in first.before
-    assert {"vb", "u", "v"} <= set(walks.after)
-    assert (walks.stored_in("kdec"), walks.stored_in("w"), walks.stored_in("k")) == (0, 1, 0)
-    # one walk only where nothing after a sum has K lanes; none without a contraction over K
-    assert len(prep_k_walks(b.build(u=u, kdec=kdec)).walks) == 1
+    assert set(over_v.body) == {"v", "vb", "u"} and walks.after == ()      # V lanes after the K walks
+    assert (walks.stored_in("kdec"), walks.stored_in("w"), walks.stored_in("u")) == (0, 1, 2)
+    # one walk over K where nothing after a sum has K lanes; none without a contraction over K
+    assert [w.axis for w in prep_k_walks(b.build(u=u, kdec=kdec)).walks] == [K, V]
     assert prep_k_walks(b.build(kdec=kdec)) is None
+    # V stays whole where a walk over K has V lanes (here u's product with the keys' sum)
+    mixed = b.add(Op.MM, b.add(Op.TRANSPOSE, kdec), u, name="mixed")
+    assert [w.axis for w in prep_k_walks(b.build(w=w, mixed=mixed)).walks] == [K, K]
     assert k_loop(b.build(w=w)) is None              # the output kernel's loop: one walk, no gated sums
 
 
