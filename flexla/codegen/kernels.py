@@ -198,7 +198,7 @@ class WalkSource:
     body: list
     sums: list
     body_stores: list
-    axis: str = "K"
+    axis: str
 
 
 @dataclass
@@ -310,7 +310,8 @@ def _loop_source(g: Graph, loop, loads: list, names: list, stores: list) -> Loop
     for i, w in enumerate(loop.walks):
         before = part(w.before)
         # the loop's own loads stay at the top of each step: there they are all in flight at once
-        body_loads = [a for a in loads if any(a.var == var(n) for n in w.body)]
+        in_body = {var(n) for n in w.body}
+        body_loads = [a for a in loads if a.var in in_body]
         before_loads = [a for a in loads if segment_of.get(a.var) == i and a not in body_loads]
         walks.append(WalkSource(_at_first_use(g, before, before_loads) + [Store(a, v) for a, v in whole_stores(i)],
                                 body_loads + lines(g, part(w.body)),

@@ -216,7 +216,7 @@ class Walk:
     before: tuple
     body: tuple
     sums: tuple
-    axis: object = K
+    axis: object
 
 
 @dataclass(frozen=True)

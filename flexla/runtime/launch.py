@@ -50,8 +50,8 @@ NARROW_TILES = os.environ.get("FLEXLA_NARROW_TILES", "") not in ("", "0")
 OUTPUT_LOOP_BK = int(os.environ.get("FLEXLA_OUTPUT_LOOP_BK", "64"))
 # a prep kernel that walks K (chunk_prep_k_loop, bwd_prep_k_loop: passes/tiling.prep_k_walks) is
 # timed against the one holding K whole where K is wider than PREP_K_LOOP_ABOVE, in slices of
-# PREP_LOOP_BK (and V, where it walks V after K, too: run_prep). FLEXLA_PREP_K_LOOP=1 always takes it there, 0 never (A/B timings); -1,
-# the default, searches.
+# PREP_LOOP_BK (and V too, where it walks V after K: run_prep). FLEXLA_PREP_K_LOOP=1 always takes
+# it there, 0 never (A/B timings); -1, the default, searches.
 PREP_K_LOOP_ABOVE = int(os.environ.get("FLEXLA_PREP_K_LOOP_ABOVE", "128"))
 PREP_K_LOOP = int(os.environ.get("FLEXLA_PREP_K_LOOP", "-1"))
 PREP_LOOP_BK = int(os.environ.get("FLEXLA_PREP_LOOP_BK", "64"))
@@ -416,9 +416,7 @@ def output_launch(compiled, q, v, chunk_size, scale, L: Launch, sms: int, split=
     if k_loop:
         return Launch.of(compiled.meta, q, v, chunk_size, scale, L.consts["USE_H0"], L.consts["USE_HT"],
                          v_split=bool(split) and compiled.meta["v_split"], k_split=min(OUTPUT_LOOP_BK, L.consts["BK"]))
-    if L.NV == 1 or split:
-        return L
-    return whole_v(compiled, q, v, chunk_size, scale, L)
+    return L if split else whole_v(compiled, q, v, chunk_size, scale, L)
 
 
 def grad_launch(compiled, q, v, chunk_size, scale, L: Launch, name: str) -> Launch:
@@ -501,7 +499,9 @@ def gate_flags(compiled, L: Launch, kernels):
 
 def whole_v(compiled, q, v, chunk_size, scale, L: Launch) -> Launch:
     """L with all of V in one program: prep kernels (their tiles are stored whole) and an output
-    kernel that should not split V."""
+    kernel that should not split V. L itself where it has one V slice (no lookup on every call)."""
+    if L.NV == 1:
+        return L
     return Launch.of(compiled.meta, q, v, chunk_size, scale, L.consts["USE_H0"], L.consts["USE_HT"], v_split=False)
 
 
