@@ -102,7 +102,8 @@ def compile_variant(name: str, callbacks: dict, extras: list[Extra], states: lis
     fplans = partition_forward(fwd)
     fstaged = fplans["chunk_states"].graph.meta["staged"]
     scan_staged = fplans["chunk_states"].graph.meta["scan_staged"]
-    grafted, fstaged_in_bwd = graft_forward_staged(bwd, fwd, [n for n in fstaged if n not in scan_staged])
+    output_staged = fplans["chunk_states"].graph.meta["output_staged"]   # nothing of the scan's: not grafted
+    grafted, fstaged_in_bwd = graft_forward_staged(bwd, fwd, [n for n in fstaged if n not in scan_staged + output_staged])
     scan_in_bwd = same_in_backward(grafted, fwd, scan_staged) if fstaged_in_bwd else []
     bplans = partition_backward(grafted, options.split_grads(), fstaged_in_bwd, [n for n in scan_in_bwd if n])
     if fstaged_in_bwd and reads_states(bplans["bwd_prep"].graph, states):
@@ -146,12 +147,14 @@ def compile_variant(name: str, callbacks: dict, extras: list[Extra], states: lis
         "staged": staged_meta(fstaged, fwd, [fplans["chunk_states"], fplans["chunk_output"]]),
         # those the forward's scan writes (the rest its prep kernel does: partition.written_by_scan)
         "scan_staged": scan_staged,
+        # those the forward's prep writes for its output kernel alone (partition.scores_sharing_gates)
+        "output_staged": output_staged,
         "bwd_staged": staged_meta(bstaged, bwd, [bplans["bwd_states"], bplans["bwd_grads"]]),
         # per forward staged tensor, its place among the backward's (forward_staged.py): the
         # backward's prep writes those of the forward's prep, the forward's scan reads them there and
         # writes its own there (None: a scratch buffer, no backward kernel reads it); empty where
         # the backward runs the forward's prep
-        "bwd_stages_forward": [bstaged.index(n) for n in fstaged_in_bwd] + [
+        "bwd_stages_forward": [bstaged.index(n) for n in fstaged_in_bwd] + [None] * len(output_staged) + [
             bstaged.index(n) if n in bstaged else None for n in scan_in_bwd]
         if fstaged_in_bwd else [],
         "split_grad_kernels": grads,

@@ -174,11 +174,35 @@ def stage(graph: Graph, scan: Graph, other: Graph, prep_name: str, also: list[st
     staged += shared_with_prep(graph, staged, read_back(other, staged + written))
     read = list(staged)
     staged += [n for n in also if n not in staged]
+    return prep_plans(graph, staged, prep_name), read_back(scan, read), read_back(other, read + written), staged + written
+
+
+def prep_plans(graph: Graph, staged: list[str], prep_name: str) -> dict[str, KernelPlan]:
+    """The prep kernel writing `staged` (none where that is empty), and its form walking K in
+    slices where it has one (the launcher takes that for wide K)."""
+    if not staged:
+        return {}
     prep = graph.subgraph({f"stage:{n}": n for n in staged})
-    plans = {prep_name: KernelPlan(prep_name, prep, {"intra": _body(prep)})} if staged else {}
-    if staged and prep_k_walks(prep):      # the same prep walking K in slices: the launcher takes it for wide K
+    plans = {prep_name: KernelPlan(prep_name, prep, {"intra": _body(prep)})}
+    if prep_k_walks(prep):
         plans[f"{prep_name}_k_loop"] = KernelPlan(f"{prep_name}_k_loop", prep, {"intra": _body(prep)})
-    return plans, read_back(scan, read), read_back(other, read + written), staged + written
+    return plans
+
+
+def scores_sharing_gates(prep: Graph | None, output: Graph) -> list[str]:
+    """The output kernel's gated scores (products of exp-rescaled rows, S-free [C, C] tiles) over
+    the same gates as gated scores the prep kernel computes anyway (KDA's q k scores next to its
+    prep's k k ones): the prep then computes them too and the output kernel reads them back. In
+    the prep they share both exp factors of every key element with the product it already has, so
+    they cost it a load of q and one product; the output kernel loses two exps per element, the
+    load of k, the product and its fix-up pass, keeps no K-wide gated work (so it may walk K and
+    split V cheaply), and reads one [C, C] tile. FLA's KDA does the same (its intra kernel writes
+    Aqk next to Akk). Gated scores with no such partner stay in the output kernel (GLA's, RWKV-6's:
+    their preps have no gated product)."""
+    if prep is None:
+        return []
+    gates = {n.inputs[2] for n in prep.nodes if n.op is Op.GATED_SCORES}
+    return [n.name for n in output.nodes if n.op is Op.GATED_SCORES and n.inputs[2] in gates]
 
 
 def written_by_scan(graph: Graph, scan: Graph, output: Graph) -> list[str]:
@@ -202,6 +226,10 @@ def partition_forward(graph: Graph) -> dict[str, KernelPlan]:
     states_graph = graph.subgraph({k: v for k, v in graph.outputs.items() if k != "o"})
     output_graph = graph.subgraph({"o": graph.outputs["o"]})
     prep, states_graph, output_graph, staged = stage(graph, states_graph, output_graph, "chunk_prep")
+    scores = scores_sharing_gates(prep["chunk_prep"].graph if prep else None, output_graph)
+    if scores:              # staged for the output kernel alone, after the scan's
+        staged = staged + scores
+        prep, output_graph = prep_plans(graph, staged, "chunk_prep"), read_back(output_graph, scores)
     decision = recompute_or_materialize(graph, states_graph, output_graph)
     materialized = tuple(n for n, d in decision.items() if d == "materialize")
     if materialized:
@@ -210,7 +238,7 @@ def partition_forward(graph: Graph) -> dict[str, KernelPlan]:
     from_scan = written_by_scan(graph, states_graph, output_graph)
     states_graph = states_graph.replace(outputs={**states_graph.outputs, **{f"stage:{n}": n for n in from_scan}})
     output_graph = read_back(output_graph, from_scan)
-    meta = {"recompute": decision, "staged": staged + from_scan, "scan_staged": from_scan}
+    meta = {"recompute": decision, "staged": staged + from_scan, "scan_staged": from_scan, "output_staged": scores}
     output = KernelPlan("chunk_output", output_graph.replace(**meta), split_phases(output_graph))
     # the same output walking K in slices, where its only K-mixing ops are contractions (not gated
     # products): the launcher takes it for wide K

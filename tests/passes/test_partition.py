@@ -301,3 +301,40 @@ def test_the_reverse_scan_writes_the_value_gradient_it_computes():
     scan, grads = plans["bwd_states"].graph, plans["bwd_grads"].graph
     assert scan.outputs["stage:dv2"] == "dv2" and "dv2" in scan.meta["staged"]
     assert grads["dv2"].op is Op.INPUT and not any("dS_next" in n.inputs for n in grads.nodes)
+
+
+def _kda_like_forward(same_gates: bool = True):
+    """KDA's chunk step in brief: w = T k, u = T v with T = (I + tril(gated k k^T, -1))^-1, and the
+    output's gated scores q k^T over the gates g (or over other gates h)."""
+    b = GraphBuilder()
+    S, q, k, v = b.input("S", (K, V)), b.input("q", (C, K)), b.input("k", (C, K)), b.input("v", (C, V))
+    g = b.input("g", (C, K))
+    h = g if same_gates else b.input("h", (C, K))
+    kk = b.add(Op.TRIL, b.add(Op.GATED_SCORES, k, k, g), diagonal=-1)
+    T = b.add(Op.TRIINV, b.add(Op.ADD, b.add(Op.EYE, shape=(C, C)), kk), unit=True, upper=False)
+    w, u = b.add(Op.MM, T, k, name="w"), b.add(Op.MM, T, v, name="u")
+    vn = b.add(Op.SUB, u, b.add(Op.MM, w, S), name="vn")
+    qk = b.add(Op.GATED_SCORES, q, k, h, name="qk")
+    o = b.add(Op.ADD, b.add(Op.MM, q, S), b.add(Op.MM, qk, vn))
+    return b.build(o=o, S_next=b.add(Op.ADD, S, b.add(Op.MM, b.add(Op.TRANSPOSE, k), vn)))
+
+
+def test_output_scores_over_the_prep_gates_are_staged_by_the_prep():
+    plans = partition_forward(_kda_like_forward())
+    prep, states, output = (plans[k].graph for k in ("chunk_prep", "chunk_states", "chunk_output"))
+    assert prep.outputs == {"stage:w": "w", "stage:u": "u", "stage:qk": "qk"}
+    assert plans["chunk_prep_k_loop"].graph is prep        # both gated products add up over K slices
+    assert output["qk"].op is Op.INPUT and not any(n.op is Op.GATED_SCORES for n in output.nodes)
+    assert "qk" not in states
+    for g in (states, output):
+        assert g.meta["staged"] == ["w", "u", "qk", "vn"] and g.meta["output_staged"] == ["qk"]
+    # no gated product left: the output kernel may walk K
+    assert "chunk_output_k_loop" in plans
+
+
+def test_output_scores_over_other_gates_stay_in_the_output_kernel():
+    plans = partition_forward(_kda_like_forward(same_gates=False))
+    assert plans["chunk_prep"].graph.outputs == {"stage:w": "w", "stage:u": "u"}
+    output = plans["chunk_output"].graph
+    assert output["qk"].op is Op.GATED_SCORES and output.meta["output_staged"] == []
+    assert "chunk_output_k_loop" not in plans
