@@ -123,6 +123,19 @@ def test_warm_key_sees_globals_helpers_and_closures(monkeypatch):
     assert source_key(closing_over(torch.tensor(1.0))) != source_key(closing_over(torch.tensor(2.0)))
 
 
+def test_warm_key_sees_into_a_variant_whose_callbacks_another_reuses(monkeypatch):
+    """Retention's intra calls simple GLA's: the warm key digests that variant's callbacks (it used
+    to give up there, so every warm process traced retention again: a 5 s warm start on an H200)."""
+    from flexla.frontend.source_key import source_key
+    from flexla.variants import get
+    from flexla.variants import simple_gla
+    key = source_key(get("retention").callbacks)
+    assert key is not None and key == source_key(get("retention").callbacks)
+    changed = dict(simple_gla.SimpleGLA.callbacks, intra=lambda q, k, v, g: None)
+    monkeypatch.setattr(simple_gla.SimpleGLA, "callbacks", changed)
+    assert source_key(get("retention").callbacks) != key
+
+
 def test_warm_key_gives_up_on_what_it_cannot_see(tmp_path, monkeypatch):
     """An object of a user class could change without its identity changing: no warm key, so the
     variant is traced and keyed on its graphs, and a changed attribute is never served stale."""

@@ -64,6 +64,10 @@ def _digest(obj, seen: set) -> str | None:
             return f"function:{obj.__qualname__}"
         seen = seen | {id(obj)}
         return _function(obj, seen)
+    from .decorator import Variant
+    if isinstance(obj, Variant):            # another variant's callbacks reused (retention's intra is simple GLA's)
+        parts = [_digest(x, seen) for x in (obj.callbacks, obj.name, obj.chunk_size, obj.schedule, repr(obj.states))]
+        return None if None in parts else "variant(" + ",".join(parts) + ")"
     if callable(obj) and _versioned(obj):   # torch ops, builtins, torch classes
         return f"callable:{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', repr(obj))}"
     return None
