@@ -168,3 +168,23 @@ def test_dry_runs_of_real_passes_launch_nothing_and_record_every_kernel(monkeypa
     names = {job[0].__name__ for job in compiled_jobs[0]}
     assert {"chunk_states", "chunk_output", "bwd_states", "bwd_grads", *compiled.meta["split_grad_kernels"]} <= names
     assert all(torch.isnan(o).all() for o in outs)         # outputs poisoned (tests/conftest.py), never written
+
+
+def test_the_forward_records_the_backward_that_will_follow(monkeypatch):
+    """A forward that autograd will differentiate runs the backward's first call dry too (with
+    stand-ins for do and the final states' gradients), so both passes' kernels compile in one batch."""
+    from flexla.variants import get
+    compiled = get("kda").compile()
+    compiled_jobs = []
+    monkeypatch.setattr(tuning, "to_compile", lambda name, key, consts: [(4, 1), (8, 1)])
+    monkeypatch.setattr(precompile, "compile_all", lambda jobs: compiled_jobs.append(jobs) or len(jobs))
+    monkeypatch.setattr(precompile, "_DONE", set())
+    B, T, H, D = 1, 40, 2, 16
+    q, k, v = (torch.randn(B, T, H, D) for _ in range(3))
+    g = torch.nn.functional.logsigmoid(torch.randn(B, T, H, D))
+    beta = torch.rand(B, T, H)
+    dry = lambda: launch._backward_dry_run(compiled, q, k, v, [g, beta], 0.25, None, True, 16, [True, True], "chunk")
+    assert precompile.ahead_of_time("kda", [dry]) > 0
+    names = {job[0].__name__ for job in compiled_jobs[0]}
+    assert {"chunk_states", "bwd_states"} <= names and names & {"bwd_grads", *compiled.meta["split_grad_kernels"]}
+    assert not precompile.recording()

@@ -19,7 +19,7 @@ class LinearAttentionFunction(torch.autograd.Function):
         h0s, extras = rest[:n], rest[n:]
         h0s = None if h0s[0] is None else list(h0s)
         o, hts, kept = launch.forward(compiled, q, k, v, extras, opts["scale"], h0s, opts["output_final_state"],
-                                      opts["chunk_size"], opts["schedule"], keep=True)
+                                      opts["chunk_size"], opts["schedule"], keep=True, per_token=opts["per_token"])
         keep_o = o if compiled.meta["bwd_reads_o"] else None     # passes/forward_output.py
         ctx.save_for_backward(q, k, v, keep_o, *(h0s or [None] * n), *extras, *(kept.tensors() if kept else []))
         ctx.compiled, ctx.opts, ctx.n, ctx.n_extras = compiled, opts, n, len(extras)

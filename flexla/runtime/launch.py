@@ -277,11 +277,14 @@ def keeps_states(meta) -> bool:
     return KEEP_STATES and meta["states_in_input_dtype"] == meta["bwd_states_in_input_dtype"]
 
 
-def forward(compiled, q, k, v, extras, scale, h0s, want_ht, chunk_size, schedule=None, keep=False):
+def forward(compiled, q, k, v, extras, scale, h0s, want_ht, chunk_size, schedule=None, keep=False,
+            per_token=None):
     """o, the final states (a list, or None) and, where `keep` (autograd will differentiate) and
     the forward ran chunk-parallel, a KeptStates for the backward (else None). h0s: one initial
     state per declared state, or None.
-    The first call at a shape compiles its kernels ahead, all at once (runtime/precompile.py). On
+    The first call at a shape compiles its kernels ahead, all at once (runtime/precompile.py), and
+    where `keep` those of the backward that will follow too (its dry runs, `per_token` as the
+    backward gets it): compiled together, the two passes' compiles overlap instead of adding up. On
     the GPU the chunk-parallel forward times the variant's chunk and half of it on the first call
     per shape bucket (chunk_search): a chunk that fits is not always the faster one (RWKV-6's
     output kernel at K = V = 256 on an H200: 0.41 ms at chunk 64, 0.25 at 32)."""
@@ -292,10 +295,12 @@ def forward(compiled, q, k, v, extras, scale, h0s, want_ht, chunk_size, schedule
                                                      output_split, keep, k_loop),
                                   fit_key(compiled, "forward", q, v), chunk)
     ways = forward_ways(compiled.meta, q, v, chunk_size, schedule)
+    backward_dry_run = (lambda: _backward_dry_run(compiled, q, k, v, extras, scale, h0s, want_ht, chunk_size,
+                                                  per_token, schedule)) if keep else None
     return chunk_search(compiled, q, v, chunk_size, "forward", ways, at,
-                        pass_key(compiled, "forward", q, v, chunk_size, schedule, h0s, want_ht),
+                        pass_key(compiled, "forward", q, v, chunk_size, schedule, h0s, want_ht, keep),
                         name_of=lambda w: f"{w[0]}" + (" V split" if w[1] else "") + (" K loop" if w[2:] else ""),
-                        unit="chunk, output kernel")
+                        unit="chunk, output kernel", also=backward_dry_run)
 
 
 def forward_ways(meta, q, v, chunk_size, schedule) -> list:
@@ -336,22 +341,21 @@ def searches_chunk(q, v, chunk_size, schedule) -> bool:
 
 
 def chunk_search(compiled, q, v, chunk_size, direction: str, ways: list, at, key_of_pass: tuple, name_of=None,
-                 unit="chunk"):
+                 unit="chunk", also=None):
     """at(the fastest of ways), timed once per device, module, shape bucket and list of ways and
     then remembered (runtime/tuning.search), where there are several ways; each way's kernels
-    compiled ahead, all at once (runtime/precompile.py). The way a pass at one call shape took is
-    kept in-process (_CHOSEN), so a later call skips the search's keys and lookups."""
+    compiled ahead, all at once (runtime/precompile.py), with those `also` (a dry run of another
+    pass) records. The way a pass at one call shape took is kept in-process (_CHOSEN), so a later
+    call skips the search's keys and lookups."""
     chosen = (key_of_pass, tuning.tune_mode()) if len(ways) > 1 else None
     if chosen in _CHOSEN:
         return at(_CHOSEN[chosen])
-    B, T, H = v.shape[:3]
-    key = None if len(ways) == 1 else "|".join(
-        [device_name(q.device), triton.__version__, compiled.key, f"{direction} chunk", repr(ways),
-         tuning.pass_bucket(q.shape[-1], v.shape[-1], q.dtype, B * H, tuning.cdiv(T, chunk_size))])
-    what = f"{compiled.meta['variant']} {direction}"
+    key = _search_key(compiled, q, v, chunk_size, direction, ways)
+    what = f"{compiled.meta['variant']} {direction}" + (" (and the backward)" if also else "")
     if q.device.type == "cuda":
         will_run = tuning.to_search(key, ways) if key else ways
-        precompile.ahead_of_time(key_of_pass, [lambda way=way: at(way) for way in will_run], what)
+        precompile.ahead_of_time(key_of_pass, [lambda way=way: at(way) for way in will_run] + ([also] if also else []),
+                                 what)
     if key is None:
         return at(ways[0])
     way = tuning.search(key, ways, at, what=what, unit=unit, name_of=name_of)
@@ -363,6 +367,14 @@ def chunk_search(compiled, q, v, chunk_size, direction: str, ways: list, at, key
 
 
 _CHOSEN: dict = {}      # (pass_key, FLEXLA_TUNE) -> the way chunk_search took
+
+
+def _search_key(compiled, q, v, chunk_size, direction: str, ways: list) -> str | None:
+    """The tuning cache's key of a pass's search among `ways` (None where there is one way)."""
+    B, T, H = v.shape[:3]
+    return None if len(ways) == 1 else "|".join(
+        [device_name(q.device), triton.__version__, compiled.key, f"{direction} chunk", repr(ways),
+         tuning.pass_bucket(q.shape[-1], v.shape[-1], q.dtype, B * H, tuning.cdiv(T, chunk_size))])
 
 
 def pass_key(compiled, direction: str, q, v, *rest) -> tuple:
@@ -620,6 +632,18 @@ def backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_to
     forward kept its states at where that is neither (no recompute there). A chunk that does not fit
     in shared memory is halved. FLEXLA_BACKWARD_CHUNK caps the chunk (experiments); off the GPU the
     split kernels run where they exist."""
+    ways, at = _backward_ways(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_token, schedule,
+                              o, kept)
+    return chunk_search(compiled, q, v, chunk_size, "backward", ways, at,
+                        pass_key(compiled, "backward", q, v, chunk_size, schedule, h0s, dhts,
+                                 os.environ.get("FLEXLA_BACKWARD_CHUNK"), kept.chunk_size if kept is not None else None),
+                        name_of=lambda way: f"{way[0]} {'split' if way[1] else 'whole'}{' in K phases' * way[2]}",
+                        unit="chunk and gradient kernels")
+
+
+def _backward_ways(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_token, schedule, o, kept):
+    """The ways the backward times (chunk, split gradient kernels, K phases), and the function
+    that runs one."""
     split_exists = bool(compiled.meta["split_grad_kernels"])
     # gradient kernels in two phases on K slices where K is too wide for one program (part of every
     # way, so that the tuning cache keeps choices with and without them apart)
@@ -639,11 +663,23 @@ def backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_to
             # the forward's chunk (its search may take twice the variant's): there the backward
             # reuses the states the forward kept instead of running the forward's scan again
             ways.append((kept.chunk_size, split_exists, phases))
-    return chunk_search(compiled, q, v, chunk_size, "backward", ways, at,
-                        pass_key(compiled, "backward", q, v, chunk_size, schedule, h0s, dhts, cap,
-                                 kept.chunk_size if kept is not None else None),
-                        name_of=lambda way: f"{way[0]} {'split' if way[1] else 'whole'}{' in K phases' * way[2]}",
-                        unit="chunk and gradient kernels")
+    return ways, at
+
+
+def _backward_dry_run(compiled, q, k, v, extras, scale, h0s, want_ht, chunk_size, per_token, schedule):
+    """Within a dry run (runtime/precompile.py) of the forward: the backward's first call, its launches
+    recorded, with stand-ins for what the forward will give it (the gradient of o, of the final
+    states where the forward returns them, o itself). Its states are not known kept yet: a way at
+    a chunk only the forward's search takes compiles on the backward's own call."""
+    if per_token is None:
+        return
+    do = _empty(*v.shape, dtype=v.dtype, device=v.device)
+    dhts = final_state_like(compiled, q, v) if want_ht else None
+    ways, at = _backward_ways(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_token, schedule,
+                              do, None)
+    key = _search_key(compiled, q, v, chunk_size, "backward", ways)
+    for way in tuning.to_search(key, ways) if key else ways:
+        at(way)
 
 
 def _backward(compiled, q, k, v, extras, scale, h0s, do, dhts, chunk_size, per_token, schedule, split, o=None,

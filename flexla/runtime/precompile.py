@@ -24,6 +24,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 
+import torch
+
 from . import tuning
 
 _JOBS: ContextVar[list | None] = ContextVar("flexla_compile_ahead", default=None)
@@ -38,7 +40,18 @@ def recording() -> bool:
 def record(kernel, grid, pointers, consts: dict, compiles) -> None:
     """Note kernel's compiles: one per (config, GATES value) in compiles (a config: num_warps,
     num_stages and any knobs, runtime/tuning.py)."""
-    _JOBS.get().extend((kernel, grid, pointers, consts, cfg, gates) for cfg, gates in compiles)
+    light = [_stand_in(p) for p in pointers]
+    _JOBS.get().extend((kernel, grid, light, consts, cfg, gates) for cfg, gates in compiles)
+
+
+def _stand_in(x):
+    """A one-element tensor in place of a buffer the dry run allocated: Triton specialises a pointer
+    only on its dtype and 16-byte alignment (as direct.specialisation), so it compiles the same
+    kernel, and the dry runs' buffers (every way's states, and the backward's where the forward
+    records it too) are not all held until everything has compiled."""
+    if isinstance(x, torch.Tensor) and x.numel() > 1 and x.data_ptr() % 16 == 0:
+        return torch.empty(1, dtype=x.dtype, device=x.device)
+    return x
 
 
 def ahead_of_time(key, dry_runs, what: str = "") -> int:
