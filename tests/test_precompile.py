@@ -116,11 +116,19 @@ def test_the_fix_up_pass_takes_the_candidate_with_most_warps():
     assert tuning.fix_up_config("bwd_grads", {"BK": 16, "BV": 64}) == (4, 1)   # small tiles: 4 warps only
 
 
-def test_a_dry_run_records_launches_and_compiles_them_together_once(monkeypatch):
-    order, compiled = [], []
+@pytest.fixture
+def compiled_jobs(monkeypatch):
+    """What each dry run hands to compile_all (a list of job lists), every kernel at two configs,
+    nothing compiled; no pass run dry yet in this process."""
+    jobs_per_batch = []
     monkeypatch.setattr(tuning, "to_compile", lambda name, key, consts: [(4, 1), (8, 1)])
-    monkeypatch.setattr(precompile, "compile_all", lambda jobs: compiled.append(jobs) or len(jobs))
+    monkeypatch.setattr(precompile, "compile_all", lambda jobs: jobs_per_batch.append(jobs) or len(jobs))
     monkeypatch.setattr(precompile, "_DONE", set())
+    return jobs_per_batch
+
+
+def test_a_dry_run_records_launches_and_compiles_them_together_once(compiled_jobs):
+    order, compiled = [], compiled_jobs
     L, q = _launch()
     kernel = LaunchLog(order)
     dry = [lambda: L.run(kernel, (2, 1, 2), [q]), lambda: L.run(kernel, (4, 1, 2), [q])]
@@ -146,14 +154,10 @@ def test_real_triton_compiles_the_candidates_for_hopper_at_once(tmp_path):
     assert out.stdout.split() == ["2", "2", "2"]        # started, cached after, cached after warming up again
 
 
-def test_dry_runs_of_real_passes_launch_nothing_and_record_every_kernel(monkeypatch):
+def test_dry_runs_of_real_passes_launch_nothing_and_record_every_kernel(compiled_jobs):
     """GLA's forward and both ways of its backward, run dry through the launcher's own code."""
     from flexla.variants import get
     compiled = get("gla").compile()
-    compiled_jobs = []
-    monkeypatch.setattr(tuning, "to_compile", lambda name, key, consts: [(4, 1), (8, 1)])
-    monkeypatch.setattr(precompile, "compile_all", lambda jobs: compiled_jobs.append(jobs) or len(jobs))
-    monkeypatch.setattr(precompile, "_DONE", set())
     B, T, H, D = 1, 40, 2, 16
     q, k, v, do = (torch.randn(B, T, H, D) for _ in range(4))
     g = torch.nn.functional.logsigmoid(torch.randn(B, T, H, D))
@@ -170,15 +174,11 @@ def test_dry_runs_of_real_passes_launch_nothing_and_record_every_kernel(monkeypa
     assert all(torch.isnan(o).all() for o in outs)         # outputs poisoned (tests/conftest.py), never written
 
 
-def test_the_forward_records_the_backward_that_will_follow(monkeypatch):
+def test_the_forward_records_the_backward_that_will_follow(compiled_jobs):
     """A forward that autograd will differentiate runs the backward's first call dry too (with
     stand-ins for do and the final states' gradients), so both passes' kernels compile in one batch."""
     from flexla.variants import get
     compiled = get("kda").compile()
-    compiled_jobs = []
-    monkeypatch.setattr(tuning, "to_compile", lambda name, key, consts: [(4, 1), (8, 1)])
-    monkeypatch.setattr(precompile, "compile_all", lambda jobs: compiled_jobs.append(jobs) or len(jobs))
-    monkeypatch.setattr(precompile, "_DONE", set())
     B, T, H, D = 1, 40, 2, 16
     q, k, v = (torch.randn(B, T, H, D) for _ in range(3))
     g = torch.nn.functional.logsigmoid(torch.randn(B, T, H, D))

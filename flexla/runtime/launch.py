@@ -536,7 +536,7 @@ def chunk_states(compiled, q, k, v, extras, scale, h0s, chunk_size, states, stag
         staged = staged_buffers(meta["staged"], L, q, chunk_size)
     else:       # None: room for what the scan writes (partition.written_by_scan) and no one reads;
         # q for what only the output kernel reads (the scan does not touch it)
-        staged = [s if s is not None else q if e[0] in meta["output_staged"] else staged_buffers([e], L, q, chunk_size)[0]
+        staged = [s if s is not None else staged_buffers([e], L, q, chunk_size, meta["output_staged"])[0]
                   for s, e in zip(staged, meta["staged"])]
     ptrs = direct.Pointers([q, k, v, *extras, q, *per_state, *staged,
                             gate_flags(compiled, L, ["chunk_prep"] if prep else [])])
